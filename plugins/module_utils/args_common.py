@@ -1,0 +1,41 @@
+# -*- coding: utf-8 -*-
+# Copyright: Athlete Ally Platform Team
+# Apache License 2.0 (see LICENSE)
+"""The one connection argument spec every module shares (paired with doc_fragments/connection.py)."""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import env_fallback
+
+
+def jetstream_argument_spec():
+    """Connection options, with NATS_* environment fallbacks like the nats CLI."""
+    return dict(
+        servers=dict(type="list", elements="str", default=["nats://127.0.0.1:4222"],
+                     fallback=(env_fallback, ["NATS_URL"]), aliases=["server_url"]),
+        user=dict(type="str", fallback=(env_fallback, ["NATS_USER"])),
+        password=dict(type="str", no_log=True, fallback=(env_fallback, ["NATS_PASSWORD"])),
+        token=dict(type="str", no_log=True, fallback=(env_fallback, ["NATS_TOKEN"])),
+        creds_file=dict(type="path", fallback=(env_fallback, ["NATS_CREDS"])),
+        nkey_seed=dict(type="str", no_log=True, fallback=(env_fallback, ["NATS_NKEY_SEED"])),
+        tls_ca=dict(type="path", fallback=(env_fallback, ["NATS_CA"])),
+        tls_cert=dict(type="path", fallback=(env_fallback, ["NATS_CERT"])),
+        tls_key=dict(type="path", no_log=False, fallback=(env_fallback, ["NATS_KEY"])),
+        tls_hostname=dict(type="str"),
+        connect_timeout=dict(type="float", default=5.0),
+        request_timeout=dict(type="float", default=5.0),
+        domain=dict(type="str", fallback=(env_fallback, ["NATS_JS_DOMAIN"])),
+        api_prefix=dict(type="str", fallback=(env_fallback, ["NATS_JS_API_PREFIX"])),
+    )
+
+
+JETSTREAM_MUTUALLY_EXCLUSIVE = [["domain", "api_prefix"], ["token", "user"], ["token", "creds_file"]]
+JETSTREAM_REQUIRED_TOGETHER = [["user", "password"], ["tls_cert", "tls_key"]]
+
+
+def module_kwargs(argument_spec):
+    """AnsibleModule keyword arguments: the connection spec merged with a module's own."""
+    spec = jetstream_argument_spec()
+    spec.update(argument_spec)
+    return dict(argument_spec=spec, mutually_exclusive=JETSTREAM_MUTUALLY_EXCLUSIVE,
+                required_together=JETSTREAM_REQUIRED_TOGETHER)
