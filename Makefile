@@ -40,3 +40,9 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .collections .lab
+
+lab-up: setup
+	$(BIN)/ansible-playbook playbooks/lab_up.yml
+
+lab-down: setup
+	$(BIN)/ansible-playbook playbooks/lab_down.yml
