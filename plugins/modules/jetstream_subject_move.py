@@ -1,0 +1,133 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Athlete Ally Platform Team
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: jetstream_subject_move
+short_description: Move a group of subjects from one JetStream stream to another (the cut-over)
+version_added: "0.1.0"
+author: Athlete Ally Platform Team
+description:
+  - Removes O(subjects) from O(from_stream) and at once adds them to O(to_stream), two updates sent back to
+    back from one process so the window in which no stream owns the subjects lasts milliseconds.
+    Publishers must retry across that window (the server answers "no responders").
+  - If the second update fails the subjects are put back on O(from_stream) and the task fails.
+  - With O(drop_sources=true), afterwards waits until the sources of O(to_stream) that read O(from_stream)
+    have caught up, then removes them (the "shadow" sourcing used before the cut-over).
+  - Idempotent; converges from a half-done move ("subjects removed from the legacy stream but not yet added").
+extends_documentation_fragment:
+  - athlete_ally.nats.connection
+options:
+  subjects:
+    description: The subject group to move, exactly as the streams list them.
+    type: list
+    elements: str
+    required: true
+  from_stream:
+    description: Stream that holds the subjects now.
+    type: str
+    required: true
+  to_stream:
+    description: Stream that takes them over.
+    type: str
+    required: true
+  drop_sources:
+    description: After the move, remove the sources of O(to_stream) that read O(from_stream) once they caught up.
+    type: bool
+    default: true
+  catchup_timeout:
+    description: Seconds to wait for those sources to catch up; on timeout nothing is removed and the task fails.
+    type: float
+    default: 60
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Cut vendor traffic over to AA_VENDOR_HOT
+  athlete_ally.nats.jetstream_subject_move:
+    subjects: ["vendor.>"]
+    from_stream: ATHLETE_ALLY_EVENTS
+    to_stream: AA_VENDOR_HOT
+  register: cutover
+
+- name: Roll back (subjects return to the legacy stream)
+  athlete_ally.nats.jetstream_subject_move:
+    subjects: ["vendor.>"]
+    from_stream: AA_VENDOR_HOT
+    to_stream: ATHLETE_ALLY_EVENTS
+    drop_sources: false
+"""
+
+RETURN = r"""
+moved:
+  description: Subjects that were moved by this run (empty when they already were on O(to_stream)).
+  returned: always
+  type: list
+  elements: str
+gap_ms:
+  description: Milliseconds between the removal and the addition replies (no stream owned the subjects).
+  returned: when subjects were moved
+  type: float
+cutover_seq:
+  description: Last sequence of O(from_stream) right after the removal; nothing of the group lands there after it.
+  returned: when subjects were moved
+  type: int
+target_seq:
+  description: Last sequence of O(to_stream) when it took the subjects over.
+  returned: when subjects were moved
+  type: int
+sources_dropped:
+  description: The sources removed from O(to_stream).
+  returned: always
+  type: list
+  elements: dict
+"""
+
+from ansible_collections.athlete_ally.nats.plugins.module_utils import subject_move
+from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
+
+
+def action(module, js):
+    p = module.params
+    todo = subject_move.plan(js, p["subjects"], p["from_stream"], p["to_stream"], p["drop_sources"])
+    result = dict(changed=bool(todo["remove"] or todo["add"] or todo["drop_sources"]), moved=[],
+                  sources_dropped=todo["drop_sources"])
+    if module._diff:
+        result["diff"] = dict(
+            before={p["from_stream"]: todo["src"]["config"].get("subjects"),
+                    p["to_stream"]: todo["dst"]["config"].get("subjects")},
+            after={p["from_stream"]: [s for s in todo["src"]["config"].get("subjects") or []
+                                      if s not in p["subjects"]],
+                   p["to_stream"]: sorted(set(todo["dst"]["config"].get("subjects") or []) | set(p["subjects"]))})
+    if module.check_mode or not result["changed"]:
+        return result
+    if todo["remove"] or todo["add"]:
+        result.update(subject_move.move(js, p["subjects"], p["from_stream"], p["to_stream"]))
+        result["moved"] = list(p["subjects"])
+    if todo["drop_sources"]:
+        subject_move.wait_caught_up(js, p["to_stream"], p["from_stream"], result.get("cutover_seq"),
+                                    p["catchup_timeout"])
+        subject_move.drop_sources(js, p["to_stream"], p["from_stream"])
+    return result
+
+
+def main():
+    module = build_module(dict(
+        subjects=dict(type="list", elements="str", required=True),
+        from_stream=dict(type="str", required=True),
+        to_stream=dict(type="str", required=True),
+        drop_sources=dict(type="bool", default=True),
+        catchup_timeout=dict(type="float", default=60),
+    ), supports_check_mode=True)
+    run_module(module, action)
+
+
+if __name__ == "__main__":
+    main()

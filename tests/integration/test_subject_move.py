@@ -1,0 +1,112 @@
+"""jetstream_subject_move through ansible-playbook on the 3-node cluster: the cut-over itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+import pytest
+
+from tests.support.ansible_run import run_tasks
+
+
+def api(url, subject, body=None):
+    async def go():
+        nc = await nats.connect(url.split(","))
+        try:
+            msg = await nc.request("$JS.API." + subject, json.dumps(body).encode() if body is not None else b"",
+                                   timeout=5)
+            return json.loads(msg.data)
+        finally:
+            await nc.close()
+    return asyncio.run(go())
+
+
+def publish(url, subject, count):
+    async def go():
+        nc = await nats.connect(url.split(","))
+        try:
+            for i in range(count):
+                await nc.request(subject, b"m%d" % i, timeout=5)
+        finally:
+            await nc.close()
+    asyncio.run(go())
+
+
+@pytest.fixture
+def legacy_and_shadow(cluster, request):
+    """A legacy stream with traffic, and a shadow stream sourcing its vendor subjects from the tail."""
+    tag = request.node.name[-20:].replace("[", "_").replace("]", "").upper()
+    legacy, shadow = "L_%s" % tag, "V_%s" % tag
+    prefix = tag.lower()
+    subjects = ["%s.core.>" % prefix, "%s.vendor.>" % prefix]
+    api(cluster.url, "STREAM.CREATE." + legacy, {"name": legacy, "subjects": subjects, "num_replicas": 3})
+    publish(cluster.url, "%s.vendor.a" % prefix, 3)
+    start = api(cluster.url, "STREAM.INFO." + legacy)["state"]["last_seq"] + 1
+    api(cluster.url, "STREAM.CREATE." + shadow, {"name": shadow, "num_replicas": 3, "sources": [
+        {"name": legacy, "filter_subject": "%s.vendor.>" % prefix, "opt_start_seq": start}]})
+    publish(cluster.url, "%s.vendor.b" % prefix, 2)
+    yield legacy, shadow, prefix
+    for name in (legacy, shadow):
+        api(cluster.url, "STREAM.DELETE." + name)
+
+
+def move_task(subjects, src, dst, **extra):
+    args = dict(subjects=subjects, from_stream=src, to_stream=dst, **extra)
+    return [{"name": "move", "athlete_ally.nats.jetstream_subject_move": args, "register": "out"}]
+
+
+def test_cutover_moves_subjects_drops_caught_up_source_and_is_idempotent(cluster, legacy_and_shadow):
+    legacy, shadow, prefix = legacy_and_shadow
+    group = ["%s.vendor.>" % prefix]
+
+    check = run_tasks(move_task(group, legacy, shadow), servers=cluster.url, check=True)
+    assert check.rc == 0, check.stdout
+    assert check.task("move")["changed"] is True
+    assert api(cluster.url, "STREAM.INFO." + legacy)["config"]["subjects"] == ["%s.core.>" % prefix, group[0]]
+
+    res = run_tasks(move_task(group, legacy, shadow), servers=cluster.url)
+    assert res.rc == 0, res.stdout
+    out = res.task("move")
+    assert out["changed"] is True and out["moved"] == group
+    assert out["gap_ms"] < 1000
+    assert out["cutover_seq"] == 5
+    legacy_info = api(cluster.url, "STREAM.INFO." + legacy)
+    shadow_info = api(cluster.url, "STREAM.INFO." + shadow)
+    assert legacy_info["config"]["subjects"] == ["%s.core.>" % prefix]
+    assert shadow_info["config"]["subjects"] == group
+    assert not shadow_info["config"].get("sources")
+    assert shadow_info["state"]["messages"] == 2  # the two published after the shadow was made, no history
+
+    publish(cluster.url, "%s.vendor.c" % prefix, 1)
+    assert api(cluster.url, "STREAM.INFO." + shadow)["state"]["messages"] == 3
+    assert api(cluster.url, "STREAM.INFO." + legacy)["state"]["last_seq"] == 5
+
+    again = run_tasks(move_task(group, legacy, shadow), servers=cluster.url)
+    assert again.rc == 0 and again.task("move")["changed"] is False, again.stdout
+
+
+def test_converges_from_the_gap_and_rolls_back(cluster, legacy_and_shadow):
+    legacy, shadow, prefix = legacy_and_shadow
+    group = ["%s.vendor.>" % prefix]
+    cfg = api(cluster.url, "STREAM.INFO." + legacy)["config"]
+    api(cluster.url, "STREAM.UPDATE." + legacy, dict(cfg, subjects=["%s.core.>" % prefix]))  # interrupted cut-over
+
+    res = run_tasks(move_task(group, legacy, shadow), servers=cluster.url)
+    assert res.rc == 0, res.stdout
+    assert api(cluster.url, "STREAM.INFO." + shadow)["config"]["subjects"] == group
+
+    back = run_tasks(move_task(group, shadow, legacy, drop_sources=False), servers=cluster.url, diff=True)
+    assert back.rc == 0, back.stdout
+    assert sorted(api(cluster.url, "STREAM.INFO." + legacy)["config"]["subjects"]) == sorted(
+        ["%s.core.>" % prefix, group[0]])
+    # The shadow keeps no subject of its own: the module does not let the server's name-as-subject count.
+    assert api(cluster.url, "STREAM.INFO." + shadow)["config"]["subjects"] in ([shadow], None, [])
+
+
+def test_missing_stream_is_a_one_line_error(cluster):
+    res = run_tasks(move_task(["nowhere.>"], "NO_SUCH_A", "NO_SUCH_B"), servers=cluster.url)
+    assert res.rc != 0
+    msg = res.task("move")["msg"]
+    assert "NO_SUCH_A does not exist" in msg and "\n" not in msg
