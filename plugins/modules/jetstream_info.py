@@ -1,0 +1,173 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Athlete Ally Platform Team
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: jetstream_info
+short_description: Read NATS JetStream cluster, account, stream and consumer facts
+version_added: 0.1.0
+description:
+  - Read-only counterpart of C(nats server list), C(nats account info), C(nats stream ls),
+    C(nats stream info) and C(nats consumer info), for asserts in runbook playbooks.
+  - Never changes anything and is safe in check mode; RV(ignore:changed) is always V(false).
+  - A missing stream or consumer is not an error; the result says RV(stream.exists=false) or
+    RV(consumer.exists=false).
+options:
+  gather:
+    description:
+      - Which facts to collect.
+      - V(cluster) needs a connection in the system account, see O(system_user) and O(system_creds_file).
+      - Default is V(account) and V(streams), plus V(stream) when O(stream) is set and V(consumer) when
+        O(consumer) is set.
+    type: list
+    elements: str
+    choices: [cluster, account, streams, stream, consumer]
+  stream:
+    description: Stream name for O(gather=stream) and O(gather=consumer).
+    type: str
+  consumer:
+    description: Durable consumer name for O(gather=consumer); needs O(stream).
+    type: str
+  system_user:
+    description:
+      - User of the system account, for O(gather=cluster) (C($SYS.REQ.SERVER.PING.JSZ)).
+      - Opens a second connection with the same servers and TLS settings. When neither this nor
+        O(system_creds_file) is set, the main connection is used and must be in the system account.
+    type: str
+  system_password:
+    description: Password for O(system_user). Never logged.
+    type: str
+  system_creds_file:
+    description: C(.creds) file of a system-account user, instead of O(system_user).
+    type: path
+extends_documentation_fragment:
+  - athlete_ally.nats.connection
+attributes:
+  check_mode:
+    support: full
+    description: Reads only.
+author:
+  - Athlete Ally Platform Team
+"""
+
+EXAMPLES = r"""
+- name: All three nodes up and current (runbook T-1h check)
+  athlete_ally.nats.jetstream_info:
+    servers: ["nats://nats1.prod:4222", "nats://nats2.prod:4222", "nats://nats3.prod:4222"]
+    gather: [cluster]
+    system_user: sys
+    system_password: "{{ vault_nats_sys_password }}"
+  register: nats
+  failed_when: not nats.cluster.all_current or nats.cluster.peers | length != 3
+
+- name: DLQ stream as the runbook expects it
+  athlete_ally.nats.jetstream_info:
+    stream: AA_DLQ
+  register: dlq
+
+- name: Check the DLQ stream
+  ansible.builtin.assert:
+    that:
+      - dlq.stream.exists
+      - dlq.stream.config.subjects == ['dlq.>']
+      - dlq.stream.config.max_age == 1209600000000000
+      - dlq.stream.config.num_replicas == 3
+      - dlq.stream.state.messages == 0
+
+- name: Consumer backlog
+  athlete_ally.nats.jetstream_info:
+    stream: ATHLETE_ALLY_EVENTS
+    consumer: normalize-hrv-durable
+  register: legacy
+
+- name: Backlog below 100
+  ansible.builtin.assert:
+    that: legacy.consumer.exists and legacy.consumer.num_pending < 100
+"""
+
+RETURN = r"""
+gathered:
+  description: The sections collected.
+  returned: always
+  type: list
+  elements: str
+  sample: [account, streams]
+cluster:
+  description: JetStream meta-group view, from the meta leader's C(JSZ) reply plus every server's own reply.
+  returned: when O(gather) contains V(cluster)
+  type: dict
+  contains:
+    name:
+      description: Cluster name.
+      type: str
+    leader:
+      description: Meta leader server name (null without quorum).
+      type: str
+    cluster_size:
+      description: Number of JetStream peers the meta group expects.
+      type: int
+    quorum_needed:
+      description: Peers needed for a quorum.
+      type: int
+    peers_current:
+      description: Peers that are current and not offline.
+      type: int
+    servers_responded:
+      description: Servers that answered the ping.
+      type: int
+    all_current:
+      description: Every peer answered, is current and is not offline.
+      type: bool
+    peers:
+      description: One entry per server.
+      type: list
+      elements: dict
+      sample:
+        - {name: n1, leader: true, current: true, offline: false, lag: 0, active_ms: 0, version: 2.15.1,
+           jetstream: true, cluster: c, host: 10.0.0.1, responded: true}
+account:
+  description: C($JS.API.INFO) reply (usage, limits, API counters, domain).
+  returned: when O(gather) contains V(account)
+  type: dict
+  sample: {memory: 0, storage: 1024, streams: 3, consumers: 4, limits: {max_streams: -1}, api: {level: 1}}
+streams:
+  description: Summary of every stream, sorted by name.
+  returned: when O(gather) contains V(streams)
+  type: list
+  elements: dict
+  sample:
+    - {name: AA_DLQ, subjects: ["dlq.>"], messages: 0, bytes: 0, consumers: 0, replicas: 3, storage: file,
+       retention: limits, max_age: 1209600000000000, leader: n2, replicas_current: 3}
+stream:
+  description:
+    - C(STREAM.INFO) reply (C(config), C(state), C(cluster), C(created)) plus RV(stream.exists),
+      RV(stream.name) and RV(stream.summary) (the same shape as an RV(streams) item).
+    - Only RV(stream.exists) and RV(stream.name) when the stream does not exist.
+  returned: when O(gather) contains V(stream)
+  type: dict
+  sample: {exists: true, name: AA_DLQ, config: {subjects: ["dlq.>"]}, state: {messages: 0}}
+consumer:
+  description:
+    - C(CONSUMER.INFO) reply (C(config), C(num_pending), C(num_ack_pending), C(delivered), ...) plus
+      RV(consumer.exists), RV(consumer.stream) and RV(consumer.name).
+    - Only those three keys when the stream or consumer does not exist.
+  returned: when O(gather) contains V(consumer)
+  type: dict
+  sample: {exists: true, stream: AA_VENDOR_HOT, name: normalize-oura, num_pending: 0}
+"""
+
+from ansible_collections.athlete_ally.nats.plugins.module_utils.info import (
+    INFO_MODULE_KWARGS, gather_facts, info_argument_spec)
+from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
+
+
+def main():
+    module = build_module(info_argument_spec(), **dict(INFO_MODULE_KWARGS))
+    run_module(module, gather_facts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Athlete Ally Platform Team
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: jetstream_publish
+short_description: Publish one message to a NATS JetStream stream and return its ack
+version_added: 0.1.0
+description:
+  - Publishes one message as a request and parses the JetStream publish acknowledgement, like
+    C(nats pub --jetstream). Used for smoke tests such as the runbook's DLQ test publish.
+  - Retries with exponential backoff when nothing answers (no stream captures the subject yet, or a
+    stream leader is being elected) and on timeouts. An ack carrying an error is not retried.
+  - Set O(msg_id) to make the task idempotent and retries safe; a repeat within the stream's
+    duplicate window is acknowledged with C(duplicate) and reported as not changed.
+options:
+  subject:
+    description: Subject to publish on; a stream must capture it.
+    type: str
+    required: true
+  payload:
+    description: Message body as a string. Mutually exclusive with O(payload_json). Empty when neither is set.
+    type: str
+  payload_json:
+    description: Message body as a dict, sent as compact JSON.
+    type: dict
+  headers:
+    description: Message headers; values are sent as strings.
+    type: dict
+    default: {}
+  msg_id:
+    description: Sets the C(Nats-Msg-Id) header, which the stream uses to drop duplicates.
+    type: str
+  expected_stream:
+    description: Sets the C(Nats-Expected-Stream) header; the publish fails unless this stream stores it.
+    type: str
+  retries:
+    description: Extra attempts after the first on no responders or a timeout.
+    type: int
+    default: 5
+  retry_delay:
+    description: Seconds before the first retry; doubles after each failed attempt.
+    type: float
+    default: 0.25
+  retry_max_delay:
+    description: Upper bound in seconds for one backoff delay.
+    type: float
+    default: 5.0
+extends_documentation_fragment:
+  - athlete_ally.nats.connection
+attributes:
+  check_mode:
+    support: full
+    description: Publishes nothing and reports RV(ignore:changed=true).
+notes:
+  - A timeout may hide a stored message whose ack was lost; without O(msg_id) the retry can store it twice.
+author:
+  - Athlete Ally Platform Team
+"""
+
+EXAMPLES = r"""
+- name: Test the DLQ (runbook step 0.4)
+  athlete_ally.nats.jetstream_publish:
+    subject: dlq.test.phase0
+    payload_json: {test: dlq-verification, phase: 0}
+    msg_id: "phase0-dlq-check-{{ run_id }}"
+    expected_stream: AA_DLQ
+  register: pub
+
+- name: Stored in AA_DLQ
+  ansible.builtin.assert:
+    that: pub.ack.stream == 'AA_DLQ'
+
+- name: Raw payload with headers
+  athlete_ally.nats.jetstream_publish:
+    subject: vendor.oura.webhook.received
+    payload: "{{ lookup('ansible.builtin.file', 'fixtures/oura.json') }}"
+    headers:
+      Content-Type: application/json
+    retries: 2
+"""
+
+RETURN = r"""
+ack:
+  description: The publish acknowledgement; null in check mode.
+  returned: success
+  type: dict
+  contains:
+    stream:
+      description: Stream that stored the message.
+      type: str
+    seq:
+      description: Sequence number of the message in that stream.
+      type: int
+    duplicate:
+      description: The stream already had a message with this O(msg_id).
+      type: bool
+    domain:
+      description: JetStream domain, when the server has one.
+      type: str
+  sample: {stream: AA_DLQ, seq: 1, duplicate: false, domain: null}
+attempts:
+  description: Publish attempts made (0 in check mode); also returned on failure.
+  returned: always
+  type: int
+  sample: 1
+subject:
+  description: The subject published to.
+  returned: always
+  type: str
+  sample: dlq.test.phase0
+msg_id:
+  description: The O(msg_id) sent, if any.
+  returned: always
+  type: str
+size:
+  description: Payload size in bytes.
+  returned: always
+  type: int
+  sample: 42
+"""
+
+from ansible_collections.athlete_ally.nats.plugins.module_utils.publish import (
+    PUBLISH_MODULE_KWARGS, publish, publish_argument_spec)
+from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
+
+
+def main():
+    module = build_module(publish_argument_spec(), **dict(PUBLISH_MODULE_KWARGS))
+    run_module(module, publish)
+
+
+if __name__ == "__main__":
+    main()
