@@ -1,0 +1,158 @@
+"""jetstream_info through ansible-playbook on a 3-node cluster that has a system account."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+import pytest
+
+from tests.support.ansible_run import run_tasks
+from tests.support.nats_cluster import NatsCluster
+
+SYS_PASSWORD = "sys-Pw-4b1d"
+APP_PASSWORD = "app-Pw-77c2"
+ACCOUNTS = """
+accounts {
+  SYS { users: [ {user: sys, password: "%s"} ] }
+  APP { jetstream: enabled, users: [ {user: app, password: "%s"} ] }
+}
+system_account: SYS
+""" % (SYS_PASSWORD, APP_PASSWORD)
+APP = dict(user="app", password=APP_PASSWORD)
+SYSTEM = dict(system_user="sys", system_password=SYS_PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def syscluster(tmp_path_factory):
+    c = NatsCluster(tmp_path_factory.mktemp("syscluster"), size=3, extra=ACCOUNTS, name="s")
+    c.start(**APP)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def api(url, subject, body=None, **creds):
+    async def go():
+        nc = await nats.connect(url.split(","), **creds)
+        try:
+            msg = await nc.request("$JS.API." + subject, json.dumps(body).encode() if body is not None else b"",
+                                   timeout=5)
+            return json.loads(msg.data)
+        finally:
+            await nc.close()
+    return asyncio.run(go())
+
+
+def info_task(name="info", register="out", **args):
+    return {"name": name, "athlete_ally.nats.jetstream_info": args, "register": register}
+
+
+def test_cluster_peers_all_current(syscluster):
+    task = info_task(gather=["cluster"], **SYSTEM)
+    # The runbook's "all 3 nodes UP" check, as a playbook would write it.
+    task.update({"until": "out.cluster.all_current", "retries": 20, "delay": 1})
+    res = run_tasks([task], servers=syscluster.urls, defaults=APP)
+    assert res.rc == 0, res.stdout[-3000:]
+    out = res.task("info")
+    cl = out["cluster"]
+    assert out["changed"] is False
+    assert cl["name"] == "s"
+    assert cl["cluster_size"] == 3 and cl["servers_responded"] == 3
+    assert cl["peers_current"] == 3 and cl["all_current"] is True
+    assert sorted(p["name"] for p in cl["peers"]) == ["s1", "s2", "s3"]
+    assert [p["name"] for p in cl["peers"] if p["leader"]] == [cl["leader"]]
+    for peer in cl["peers"]:
+        assert peer["current"] and not peer["offline"] and peer["jetstream"] and peer["responded"]
+        assert peer["version"] == "2.15.1"
+        assert peer["lag"] == 0
+    assert "account" not in out and "streams" not in out
+    assert SYS_PASSWORD not in res.stdout
+
+
+def test_cluster_without_system_account_says_which_option_to_set(syscluster):
+    res = run_tasks([info_task(gather=["cluster"], request_timeout=1)], servers=syscluster.urls, defaults=APP)
+    assert res.rc != 0
+    msg = res.task("info")["msg"]
+    assert "\n" not in msg
+    assert "system_user" in msg and "system_creds_file" in msg and "$SYS.REQ.SERVER.PING.JSZ" in msg
+
+
+def test_cluster_bad_system_password_is_one_line(syscluster):
+    res = run_tasks([info_task(gather=["cluster"], system_user="sys", system_password="wrong-one")],
+                    servers=syscluster.urls, defaults=APP)
+    assert res.rc != 0
+    msg = res.task("info")["msg"]
+    assert "\n" not in msg and "system-account connection failed" in msg and "credentials" in msg
+
+
+def test_cluster_falls_back_to_main_connection(syscluster):
+    """Without system_* options the main connection is used; a system user there works."""
+    task = info_task(gather=["cluster"])
+    task.update({"until": "out.cluster.all_current", "retries": 20, "delay": 1})
+    res = run_tasks([task], servers=syscluster.urls, defaults=dict(user="sys", password=SYS_PASSWORD))
+    assert res.rc == 0, res.stdout[-3000:]
+    assert len(res.task("info")["cluster"]["peers"]) == 3
+
+
+def test_account_streams_stream_consumer_and_missing_ones(syscluster):
+    url = syscluster.url
+    api(url, "STREAM.CREATE.INFO_DLQ", {"name": "INFO_DLQ", "subjects": ["infodlq.>"], "num_replicas": 3,
+                                        "max_age": 14 * 86400 * 10 ** 9, "storage": "file"}, **APP)
+    api(url, "CONSUMER.CREATE.INFO_DLQ.reader", {"stream_name": "INFO_DLQ", "config": {
+        "durable_name": "reader", "ack_policy": "explicit", "filter_subject": "infodlq.>"}}, **APP)
+    try:
+        tasks = [
+            {"name": "pub", "athlete_ally.nats.jetstream_publish": {
+                "subject": "infodlq.test.phase0", "payload_json": {"test": "dlq-verification", "phase": 0}}},
+            info_task(stream="INFO_DLQ", consumer="reader"),
+            info_task(name="missing stream", register="ms", gather=["stream"], stream="NOPE"),
+            info_task(name="missing consumer", register="mc", gather=["consumer"], stream="INFO_DLQ",
+                      consumer="nope"),
+            info_task(name="consumer of missing stream", register="mcs", gather=["consumer"], stream="NOPE",
+                      consumer="nope"),
+            {"name": "runbook checklist", "ansible.builtin.assert": {"that": [
+                "out.stream.exists",
+                "out.stream.config.subjects == ['infodlq.>']",
+                "out.stream.config.max_age == 1209600000000000",
+                "out.stream.config.num_replicas == 3",
+                "out.stream.config.storage == 'file'",
+                "out.stream.state.messages == 1",
+                "out.consumer.num_pending == 1",
+                "not ms.stream.exists",
+                "not mc.consumer.exists",
+                "not mcs.consumer.exists",
+            ]}},
+        ]
+        res = run_tasks(tasks, servers=syscluster.urls, defaults=APP)
+        assert res.rc == 0, res.stdout[-4000:]
+        out = res.task("info")
+        assert out["changed"] is False
+        assert out["gathered"] == ["account", "streams", "stream", "consumer"]
+        assert out["account"]["streams"] >= 1 and "limits" in out["account"] and "type" not in out["account"]
+        summary = next(s for s in out["streams"] if s["name"] == "INFO_DLQ")
+        assert summary["subjects"] == ["infodlq.>"] and summary["messages"] == 1
+        assert summary["replicas"] == 3 and summary["leader"] in ("s1", "s2", "s3")
+        assert summary["consumers"] == 1 and summary["bytes"] > 0
+        assert out["stream"]["summary"] == summary
+        assert out["consumer"]["exists"] and out["consumer"]["config"]["durable_name"] == "reader"
+        assert res.task("missing stream")["stream"] == {"exists": False, "name": "NOPE"}
+        assert res.task("missing consumer")["consumer"] == {"exists": False, "stream": "INFO_DLQ", "name": "nope"}
+    finally:
+        api(url, "STREAM.DELETE.INFO_DLQ", **APP)
+
+
+def test_check_mode_reads_and_reports_unchanged(syscluster):
+    res = run_tasks([info_task(gather=["account", "cluster"], **SYSTEM)], servers=syscluster.urls, defaults=APP,
+                    check=True)
+    assert res.rc == 0, res.stdout[-3000:]
+    out = res.task("info")
+    assert out["changed"] is False and "account" in out and out["cluster"]["servers_responded"] == 3
+
+
+def test_gather_stream_without_name_fails_clearly(syscluster):
+    res = run_tasks([info_task(gather=["stream"])], servers=syscluster.urls, defaults=APP)
+    assert res.rc != 0
+    assert "needs the 'stream' option" in res.task("info")["msg"]
