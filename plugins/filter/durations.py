@@ -1,0 +1,22 @@
+# -*- coding: utf-8 -*-
+# Copyright: Athlete Ally Platform Team
+# Apache License 2.0 (see LICENSE)
+"""Jinja filters over module_utils/durations.py, so playbooks compare durations the way modules do."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import humanize, to_nanos
+
+
+def _to_nanos(value):
+    try:
+        return to_nanos(value)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"to_nanos": _to_nanos, "humanize_nanos": humanize}
