@@ -123,7 +123,7 @@ class Worker(object):
         while not self.svc.stopping:
             if self.sub is None:
                 if not await self.bind():
-                    await asyncio.sleep(2)
+                    await asyncio.sleep(1)
                     continue
             try:
                 msgs = await self.sub.fetch(batch=50, timeout=1)
@@ -139,6 +139,9 @@ class Worker(object):
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
+                if self.svc.stopping:
+                    await msg.nak()  # hand it straight back: another instance (or our successor) takes it
+                    continue
                 await self.handle(msg)
 
     async def _unbind(self):
@@ -242,8 +245,10 @@ class Normalize(object):
         self.tasks = [asyncio.ensure_future(w.run()) for w in self.workers]
 
     async def stop(self):
+        # Finish the message in hand, NAK the rest of the batch, then leave (no un-acked message waits ack_wait).
         self.stopping = True
-        for t in self.tasks:
+        done, pending = await asyncio.wait(self.tasks, timeout=5) if self.tasks else (set(), set())
+        for t in pending:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.nc is not None:
