@@ -70,7 +70,8 @@ SERVER_DEFAULTS = {
 }
 UNORDERED = ("filter_subjects",)
 # pause_until is not configuration here: it is compared and applied on its own (CONSUMER.PAUSE).
-IGNORE = ("pause_until",)
+# name mirrors durable_name (which is compared); servers before 2.9 do not report it.
+IGNORE = ("pause_until", "name")
 TIME_FIELDS = ("opt_start_time", "pause_until")
 
 # What checkNewConsumerConfig refuses on update (nats-server 2.10 .. 2.15), in its order.
@@ -203,7 +204,8 @@ def desired_config(live, changes, name):
     if changes.get("filter_subject"):
         desired.pop("filter_subjects", None)
     desired["durable_name"] = name
-    desired["name"] = name
+    if live is None or "name" in live:
+        desired["name"] = name
     if live is None:
         desired.setdefault("ack_policy", "explicit")
     return desired
@@ -360,7 +362,8 @@ class ConsumerManager(object):
         problems = immutable_violations(live_c, want_c)
         if problems:
             raise JetStreamError("%s: cannot change on update: %s; nothing was written (delete and recreate the "
-                                 "consumer to change these, or keep the live values)" % (self.label, "; ".join(problems)))
+                                 "consumer to change these, or keep the live values)"
+                                 % (self.label, "; ".join(problems)))
         fields = config_diff.changed_fields(live_c, want_c)
         live_p = _pause_state(live, info)
         pause_change = False

@@ -146,9 +146,11 @@ options:
     type: bool
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Computes and returns the change; writes nothing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: Before and after in compare form (durations humanized, server defaults left out).
 notes:

@@ -111,7 +111,8 @@ def test_create_with_runbook_flags_then_idempotent(cluster, core_hot):
 
 def test_idempotent_with_push_settings_metadata_and_filters(cluster, stream):
     args = dict(stream=stream, name="push-c", deliver_subject="deliver.%s" % stream, deliver_group="workers",
-                flow_control=True, idle_heartbeat="5s", filter_subjects=[PREFIX[stream] + "athlete-ally.a", PREFIX[stream] + "athlete-ally.b.*"],
+                flow_control=True, idle_heartbeat="5s",
+                filter_subjects=[PREFIX[stream] + "athlete-ally.a", PREFIX[stream] + "athlete-ally.b.*"],
                 backoff=["1s", "5s", "30s"], max_deliver=6, metadata={"owner": "platform", "phase": 2},
                 description="push consumer", sample_freq="100", rate_limit=1000000, headers_only=False,
                 replicas=0, mem_storage=False)
@@ -211,7 +212,8 @@ def test_pause_and_resume(cluster, stream):
 def test_create_paused(cluster, stream):
     until = in_hours(2)
     res = run_tasks([task("create", stream=stream, name="c", pause_until=until, **runbook(stream)),
-                     task("again", stream=stream, name="c", pause_until=until, **runbook(stream))], servers=cluster.urls)
+                     task("again", stream=stream, name="c", pause_until=until, **runbook(stream))],
+                    servers=cluster.urls)
     assert res.rc == 0, res.stdout
     assert res.task("create")["state"]["paused"] is True
     assert res.task("again")["changed"] is False
