@@ -108,7 +108,8 @@ def test_create_runbook_dlq_r3_then_idempotent_with_diff(cluster):
     assert created["diff"]["before"] == {}
     assert created["diff"]["after"]["max_age"] in ("14d", "2w")
     assert created["diff"]["after"]["compression"] == "s2"
-    assert "max_msgs" not in created["diff"]["after"]  # server default -1 is not a difference
+    # server defaults (max_msgs -1, file, limits, old, 2m window) are not differences
+    assert set(created["diff"]["after"]) == {"name", "subjects", "max_age", "num_replicas", "compression"}
     assert again["diff"]["before"] == again["diff"]["after"]
 
 
@@ -294,11 +295,14 @@ def test_bad_input_fails_with_one_line(cluster):
     name = uniq("BAD")
     r = run_tasks([failing("replicas", name=name, subjects=[name.lower()], replicas=7),
                    failing("duration", name=name, subjects=[name.lower()], max_age="14 fortnights"),
-                   failing("purge_alone", name=name, subjects=[name.lower()], purge_subject="x")],
+                   failing("purge_alone", name=name, subjects=[name.lower()], purge_subject="x"),
+                   failing("server_refuses", name=name, subjects=[name.lower() + ".>"],
+                           republish={"dest": name.lower() + ".again"})],
                   servers=cluster.url)
     for res, text in ((r.task("replicas"), "replicas must be between 1 and 5"),
                       (r.task("duration"), "max_age: cannot read '14 fortnights'"),
-                      (r.task("purge_alone"), "set purge: true")):
+                      (r.task("purge_alone"), "set purge: true"),
+                      (r.task("server_refuses"), "stream %s: the server refused to create it: " % name)):
         assert res.get("failed") is True
         assert text in res["msg"] and "\n" not in res["msg"]
     assert raw_config(cluster.url, name) is None
