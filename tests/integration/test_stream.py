@@ -156,12 +156,16 @@ def test_mutable_update_and_omitted_options_keep_live_values(cluster):
 
 def test_immutable_changes_refused_before_write(cluster):
     name = uniq("IMM")
+    mirror = name + "_MIRROR"
     create_raw(cluster.url, name, subjects=[name.lower()], deny_delete=True, max_consumers=5)
-    before = raw_config(cluster.url, name)
+    create_raw(cluster.url, mirror, mirror={"name": name})
+    before, mirror_before = raw_config(cluster.url, name), raw_config(cluster.url, mirror)
 
     r = run_tasks([failing("storage", name=name, storage="memory", max_age="1h"),
                    failing("retention", name=name, retention="workqueue"),
-                   failing("deny_delete", name=name, deny_delete=False)],
+                   failing("deny_delete", name=name, deny_delete=False),
+                   failing("mirror", name=mirror, mirror={"name": name, "opt_start_seq": 5}),
+                   task("same_mirror", name=mirror, mirror={"name": name})],
                   servers=cluster.url)
     storage, retention, deny = r.task("storage"), r.task("retention"), r.task("deny_delete")
     for res in (storage, retention, deny):
@@ -171,7 +175,12 @@ def test_immutable_changes_refused_before_write(cluster):
     assert "storage: live 'file', asked 'memory'" in storage["msg"]
     assert "retention: live 'limits', asked 'workqueue'" in retention["msg"]
     assert "deny_delete: live True, asked False" in deny["msg"]
+    assert r.task("mirror").get("failed") is True
+    assert "mirror: live {'name': '%s'}, asked {'name': '%s', 'opt_start_seq': 5}" % (name, name) \
+        in r.task("mirror")["msg"]
+    assert r.task("same_mirror")["changed"] is False
     assert raw_config(cluster.url, name) == before  # the mutable max_age of the same task was not written
+    assert raw_config(cluster.url, mirror) == mirror_before
 
 
 def test_subject_overlap_refused_naming_other_stream(cluster):

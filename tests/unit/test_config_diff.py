@@ -199,3 +199,11 @@ def test_task_settings_maps_options_and_refuses_bad_input():
         with pytest.raises(stream.JetStreamError) as err:
             stream.task_settings(dict(params, **bad))
         assert text in str(err.value) and "\n" not in str(err.value)
+
+
+def test_immutable_violations_refuse_mirror_changes_but_not_equal_mirrors():
+    live = {"name": "M", "mirror": {"name": "O", "opt_start_seq": 0}}
+    assert stream.immutable_violations(live, {"name": "M", "mirror": {"name": "O"}}, (2, 15, 1)) == []
+    problems = stream.immutable_violations(live, {"name": "M", "mirror": {"name": "P"}}, (2, 15, 1))
+    assert len(problems) == 1 and problems[0].startswith("mirror: live {'name': 'O'")
+    assert stream.immutable_violations({"name": "S"}, {"name": "S", "mirror": {"name": "O"}}, (2, 15, 1))
