@@ -115,7 +115,9 @@ class JetStreamClient(object):
                                  % (p.get("tls_ca"), p.get("tls_cert"), exc))
         options = dict(
             servers=self.servers, connect_timeout=p.get("connect_timeout") or 5.0,
-            allow_reconnect=False, max_reconnect_attempts=0, error_cb=on_error,
+            # nats-py treats max_reconnect_attempts=0 as "retry forever" while picking a server for the
+            # first connect (a closed port hung the task); 1 = one retry per server, then NoServersError.
+            allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=on_error,
             name="athlete_ally.nats", tls=tls, tls_hostname=p.get("tls_hostname"),
             user=p.get("user"), password=p.get("password"), token=p.get("token"),
             user_credentials=p.get("creds_file"), nkeys_seed_str=p.get("nkey_seed"),
@@ -134,7 +136,7 @@ class JetStreamClient(object):
         if "authorization" in text.lower() or "authentication" in text.lower() or \
                 isinstance(exc, getattr(nats_errors, "AuthorizationError", ())):
             return ("NATS at %s refused the credentials (%s); check user/password, token, creds_file "
-                    "or nkey_seed" % (where, text.strip("'\" ")))
+                    "or nkey_seed" % (where, text.replace("'", "").strip('" ')))
         if isinstance(exc, (nats_errors.NoServersError, OSError, asyncio.TimeoutError)):
             return ("cannot reach NATS at %s (%s); check 'servers'/NATS_URL and that the server is up"
                     % (where, text))

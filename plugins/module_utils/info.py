@@ -139,8 +139,9 @@ def peers_from_replies(replies):
     metas = [((r.get("data") or {}).get("meta_cluster") or {}, (r.get("server") or {}).get("name"))
              for r in replies]
     leader = next((m.get("leader") for m, _n in metas if m.get("leader")), None)
+    # The leader's view; else any server with a meta view; else (stand-alone server) the first reply.
     own_meta, reporter = next(((m, n) for m, n in metas if n == leader),
-                              next(((m, n) for m, n in metas if m), ({}, None)))
+                              next(((m, n) for m, n in metas if m), metas[0] if metas else ({}, None)))
     peers = []
     if reporter is not None:
         clustered = bool(own_meta.get("replicas")) or (own_meta.get("cluster_size") or 1) > 1
