@@ -99,15 +99,16 @@ def test_set_env_check_mode_sends_no_write(driver, fake):
     assert env_of(fake.get(NS, "normalize-service"))["EVENT_STREAM_MODE"] == "single"
 
 
-def test_set_env_uses_k8s_container_and_fails_clearly_without_it(driver, fake):
+def test_set_env_uses_the_mapped_container_and_fails_clearly_without_it(driver, fake):
     # ingest-service's container is called "ingest", not like the deployment.
     res = driver.run([("set_env", {"driver_service": "ingest-service", "driver_env": {"A": "1"}})])
     assert res.rc != 0
-    assert "no container named ingest-service" in res.stdout and "ingest" in res.stdout
+    assert "no container named ingest-service (containers: ['ingest'])" in res.stdout
     assert fake.patches == []
 
+    # The per-deployment map wins over the inventory-wide k8s_container.
     res = driver.run([("set_env", {"driver_service": "ingest-service", "driver_env": {"A": "1"}})],
-                     extra_vars={"k8s_container": "ingest"})
+                     extra_vars={"k8s_container": "normalize", "k8s_containers": {"ingest-service": "ingest"}})
     assert res.rc == 0, failure(res)
     assert fake.patches[0]["body"]["spec"]["template"]["spec"]["containers"] == [
         {"name": "ingest", "env": [{"name": "A", "value": "1"}]}]
