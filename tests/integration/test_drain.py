@@ -50,15 +50,20 @@ def publish(urls, subject, count):
 class Worker(threading.Thread):
     """Pulls from a durable consumer and acks each message after ``delay`` seconds; stops after ``limit`` acks."""
 
-    def __init__(self, urls, stream, consumer, delay=0.05, limit=None):
+    def __init__(self, urls, stream, consumer, delay=0.05, limit=None, slow=None, start_when=None):
         super().__init__(daemon=True)
+        self.start_when = start_when  # a file whose appearance starts the work (the drain's progress_file)
         self.urls, self.stream, self.consumer = list(urls), stream, consumer
         self.delay, self.limit = delay, limit
+        self.slow = slow or {}  # ack number -> delay for that message
         self.acked = 0
         self.stop = threading.Event()
         self.error = None
 
     def run(self):
+        deadline = time.monotonic() + 60
+        while self.start_when and not self.start_when.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         try:
             asyncio.run(self._work())
         except Exception as exc:  # surfaced by the test through .error
@@ -74,7 +79,7 @@ class Worker(threading.Thread):
                 except nats.errors.TimeoutError:
                     continue
                 for msg in msgs:
-                    await asyncio.sleep(self.delay)
+                    await asyncio.sleep(self.slow.get(self.acked + 1, self.delay))
                     await msg.ack_sync()
                     self.acked += 1
         finally:
@@ -105,12 +110,15 @@ def drain_task(stream, **args):
 def test_drain_with_worker_returns_zero_counts_and_rate(cluster, setup, tmp_path):
     stream, prefix, workers = setup
     publish(cluster.urls, prefix + ".hrv", 60)
-    worker = Worker(cluster.urls, stream, "hrv", delay=0.1)  # ~6s of work: still busy when the task starts
+    # ~9s of work, started by the drain's first progress line; the last message takes 3s, so nothing is pending any more
+    # while one message still awaits its ack: the drain must wait for that ack too
+    progress = tmp_path / "drain.log"
+    worker = Worker(cluster.urls, stream, "hrv", delay=0.1, slow={60: 3.0}, start_when=progress)
     workers.append(worker)
     worker.start()
-    progress = tmp_path / "drain.log"
     res = run_tasks(drain_task(stream, poll_interval="0.5s", timeout="60s", progress_file=str(progress)),
                     servers=cluster.urls)
+    acked_when_done = worker.acked
     assert res.rc == 0, res.stdout
     r = res.task("drain")
     assert r["changed"] is False and r["drained"] is True
@@ -120,11 +128,12 @@ def test_drain_with_worker_returns_zero_counts_and_rate(cluster, setup, tmp_path
     assert final["ack_floor"]["consumer_seq"] == final["delivered"]["consumer_seq"] == 60
     assert r["rate"] > 0 and r["acked"] > 0 and r["elapsed"] > 0
     assert r["polls"] >= 2  # stable over two polls
-    assert worker.acked == 60 and worker.error is None
+    assert acked_when_done == 60 and worker.error is None
     lines = progress.read_text().splitlines()
     assert len(lines) == r["polls"]
     assert "pending=" in lines[0] and "ack_pending=" in lines[0] and "ack_floor=" in lines[0] and "rate=" in lines[0]
     assert lines[-1].endswith("drained=yes")
+    assert any("pending=0 ack_pending=1 " in line and line.endswith("drained=no") for line in lines), lines
 
 
 def test_until_stream_seq_returns_with_later_messages_pending(cluster, setup):
@@ -174,14 +183,15 @@ def test_stalled_consumer_fails_early_with_partial_results(cluster, setup):
     assert r["info"]["name"] == "hrv"
 
 
-def test_timeout_fails_with_partial_results(cluster, setup):
+def test_timeout_fails_with_partial_results(cluster, setup, tmp_path):
     stream, prefix, workers = setup
     publish(cluster.urls, prefix + ".hrv", 30)
-    worker = Worker(cluster.urls, stream, "hrv", delay=0.3)  # progresses, but too slowly
+    progress = tmp_path / "drain.log"
+    worker = Worker(cluster.urls, stream, "hrv", delay=0.3, start_when=progress)  # progresses, but too slowly
     workers.append(worker)
     worker.start()
-    res = run_tasks(drain_task(stream, poll_interval="0.5s", timeout="3s", stall_timeout="60s"),
-                    servers=cluster.urls)
+    res = run_tasks(drain_task(stream, poll_interval="0.5s", timeout="3s", stall_timeout="60s",
+                               progress_file=str(progress)), servers=cluster.urls)
     r = res.task("drain")
     assert r.get("failed") is True
     assert "`timeout`" in r["msg"] and "stall_timeout" not in r["msg"] and "\n" not in r["msg"]
