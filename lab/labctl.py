@@ -151,6 +151,66 @@ def wait_http(args):
     return {"changed": False, "healthy": list(args.urls)}
 
 
+SCHEMA = {
+    "hrv_data": """CREATE TABLE hrv_data (
+        id bigserial PRIMARY KEY,
+        event_id text NOT NULL UNIQUE,
+        user_id text NOT NULL,
+        date date NOT NULL,
+        rmssd double precision NOT NULL,
+        ln_rmssd double precision NOT NULL,
+        captured_at timestamptz NOT NULL DEFAULT now(),
+        stored_at timestamptz NOT NULL DEFAULT now())""",
+    "vendor_events": """CREATE TABLE vendor_events (
+        id bigserial PRIMARY KEY,
+        event_id text NOT NULL UNIQUE,
+        vendor text NOT NULL,
+        user_id text,
+        event_type text,
+        payload jsonb,
+        stored_at timestamptz NOT NULL DEFAULT now())""",
+}
+
+
+def backends(args):
+    """Wait for NATS (JetStream on every node) and PostgreSQL, then ensure the database and its tables."""
+    wait_nats(args)
+    import psycopg2
+    deadline = time.time() + args.timeout
+    admin_url = "postgresql://%s@%s:%s/postgres" % (args.pg_user, args.pg_host, args.pg_port)
+    while True:
+        try:
+            conn = psycopg2.connect(admin_url, connect_timeout=2)
+            break
+        except psycopg2.OperationalError as exc:
+            if time.time() >= deadline:
+                return fail("PostgreSQL at %s:%s not ready after %ss: %s" % (args.pg_host, args.pg_port,
+                                                                             args.timeout, exc))
+            time.sleep(0.25)
+    created = []
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (args.pg_database,))
+            if not cur.fetchone():
+                cur.execute('CREATE DATABASE "%s"' % args.pg_database.replace('"', ""))
+                created.append("database " + args.pg_database)
+    finally:
+        conn.close()
+    conn = psycopg2.connect(admin_url.rsplit("/", 1)[0] + "/" + args.pg_database, connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            for table, ddl in SCHEMA.items():
+                cur.execute("SELECT to_regclass(%s)", ("public." + table,))
+                if cur.fetchone()[0] is None:
+                    cur.execute(ddl)
+                    created.append("table " + table)
+        conn.commit()
+    finally:
+        conn.close()
+    return {"changed": bool(created), "created": created}
+
+
 # -- JetStream fallback (raw JSON) ------------------------------------------------------------
 _UNITS = {"ns": 1, "us": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9,
           "d": 86400 * 10 ** 9}
@@ -325,6 +385,15 @@ def main(argv=None):
     p.add_argument("--user", default=os.environ.get("NATS_USER"))
     p.add_argument("--password", default=os.environ.get("NATS_PASSWORD"))
     p.add_argument("--timeout", type=float, default=60)
+    p = sub.add_parser("backends", help="wait-nats, then wait for PostgreSQL and ensure database + tables")
+    p.add_argument("--servers", required=True)
+    p.add_argument("--user", default=os.environ.get("NATS_USER"))
+    p.add_argument("--password", default=os.environ.get("NATS_PASSWORD"))
+    p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--pg-host", default="127.0.0.1")
+    p.add_argument("--pg-port", type=int, required=True)
+    p.add_argument("--pg-user", default="postgres")
+    p.add_argument("--pg-database", required=True)
     p = sub.add_parser("js-ensure")
     p.add_argument("--spec", required=True)
     p = sub.add_parser("down")
@@ -333,7 +402,7 @@ def main(argv=None):
     p.add_argument("--supervisorctl", default=str(Path(sys.executable).parent / "supervisorctl"))
     p.add_argument("--timeout", type=float, default=40)
     args = ap.parse_args(argv)
-    result = {"prepare": prepare, "wait-http": wait_http, "pg-init": pg_init, "wait-nats": wait_nats, "js-ensure": js_ensure, "down": down}[args.cmd](args)
+    result = {"backends": backends, "prepare": prepare, "wait-http": wait_http, "pg-init": pg_init, "wait-nats": wait_nats, "js-ensure": js_ensure, "down": down}[args.cmd](args)
     print(json.dumps(result))
 
 
