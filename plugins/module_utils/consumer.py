@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import config_diff, durations
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import ApiError, JetStreamError
@@ -292,6 +293,16 @@ class ConsumerManager(object):
             raise JetStreamError("%s: the server refused to %s it: %s (err_code %s)"
                                  % (self.label, "pause" if until else "resume", exc.description, exc.err_code))
 
+    def _info_after_pause(self, paused, wait=3.0):
+        """Consumer info once it reflects the pause reply (the info may lag the meta layer briefly)."""
+        deadline = time.monotonic() + wait
+        while True:
+            info = self._info()
+            if bool(info.get("paused", False)) == paused or time.monotonic() >= deadline:
+                info["paused"] = paused  # the PAUSE reply is authoritative
+                return info
+            time.sleep(0.1)
+
     def _info(self):
         info = self.js.consumer_info(self.stream, self.name)
         if info is None:
@@ -386,9 +397,11 @@ class ConsumerManager(object):
             return self._result(True, "updated", predicted, info, fields, before, after)
         if set(fields) - {"pause_until"}:
             self._write(desired, "update")
+        info = None
         if pause_change:
-            self._pause(want_p["pause_until"])
-        info = self._info()
+            reply = self._pause(want_p["pause_until"])
+            info = self._info_after_pause(bool(reply.get("paused")))
+        info = info or self._info()
         self._warn_adjusted(want_c, _compare_form(info["config"]))
         return self._result(True, "updated", info["config"], info, fields, before, after)
 
