@@ -50,7 +50,7 @@ attributes:
     support: full
     description: Reads only.
 author:
-  - Athlete Ally Platform Team
+  - Athlete Ally Platform Team (@athlete-ally)
 """
 
 EXAMPLES = r"""
@@ -143,20 +143,41 @@ streams:
        retention: limits, max_age: 1209600000000000, leader: n2, replicas_current: 3}
 stream:
   description:
-    - C(STREAM.INFO) reply (C(config), C(state), C(cluster), C(created)) plus RV(stream.exists),
-      RV(stream.name) and RV(stream.summary) (the same shape as an RV(streams) item).
+    - C(STREAM.INFO) reply (C(config), C(state), C(cluster), C(created), ...) plus the keys below.
     - Only RV(stream.exists) and RV(stream.name) when the stream does not exist.
   returned: when O(gather) contains V(stream)
   type: dict
   sample: {exists: true, name: AA_DLQ, config: {subjects: ["dlq.>"]}, state: {messages: 0}}
+  contains:
+    exists:
+      description: Whether the stream exists.
+      type: bool
+    name:
+      description: The O(stream) asked for.
+      type: str
+    summary:
+      description: The same summary as an RV(streams) item.
+      type: dict
+      returned: when the stream exists
 consumer:
   description:
-    - C(CONSUMER.INFO) reply (C(config), C(num_pending), C(num_ack_pending), C(delivered), ...) plus
-      RV(consumer.exists), RV(consumer.stream) and RV(consumer.name).
-    - Only those three keys when the stream or consumer does not exist.
+    - C(CONSUMER.INFO) reply (C(config), C(num_pending), C(num_ack_pending), C(delivered), ...) plus the
+      keys below.
+    - Only RV(consumer.exists), RV(consumer.stream) and RV(consumer.name) when the stream or consumer
+      does not exist.
   returned: when O(gather) contains V(consumer)
   type: dict
   sample: {exists: true, stream: AA_VENDOR_HOT, name: normalize-oura, num_pending: 0}
+  contains:
+    exists:
+      description: Whether the stream and the consumer exist.
+      type: bool
+    stream:
+      description: The O(stream) asked for.
+      type: str
+    name:
+      description: The O(consumer) asked for.
+      type: str
 """
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils.info import (

@@ -58,7 +58,7 @@ attributes:
 notes:
   - A timeout may hide a stored message whose ack was lost; without O(msg_id) the retry can store it twice.
 author:
-  - Athlete Ally Platform Team
+  - Athlete Ally Platform Team (@athlete-ally)
 """
 
 EXAMPLES = r"""
