@@ -156,3 +156,19 @@ def test_gather_stream_without_name_fails_clearly(syscluster):
     res = run_tasks([info_task(gather=["stream"])], servers=syscluster.urls, defaults=APP)
     assert res.rc != 0
     assert "needs the 'stream' option" in res.task("info")["msg"]
+
+
+def test_stopped_node_is_reported_not_current(syscluster):
+    """Last in this file: stops one node. The runbook's "all 3 nodes UP" check must then fail."""
+    syscluster.stop_node(2)
+    task = info_task(gather=["cluster"], request_timeout=2, **SYSTEM)
+    # Wait until a leader among the two live nodes has noticed that s3 is gone.
+    task.update({"until": "out.cluster.leader is not none and not (out.cluster.peers | selectattr('name', "
+                          "'equalto', 's3') | first).current", "retries": 30, "delay": 1})
+    res = run_tasks([task], servers=syscluster.urls[:2], defaults=APP)
+    assert res.rc == 0, res.stdout[-3000:]
+    cl = res.task("info")["cluster"]
+    assert cl["servers_responded"] == 2 and cl["all_current"] is False and cl["peers_current"] == 2
+    s3 = next(p for p in cl["peers"] if p["name"] == "s3")
+    assert s3["responded"] is False and s3["version"] is None and not s3["current"]
+    assert cl["leader"] in ("s1", "s2")

@@ -126,3 +126,11 @@ def test_retry_succeeds_once_a_stream_appears(tmp_path):
     finally:
         thread.join(120)
         node.stop()
+
+
+def test_backoff_doubles_and_is_capped():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
+    from ansible_collections.athlete_ally.nats.plugins.module_utils.publish import backoff
+    assert [backoff(n, 0.25, 1.5) for n in range(1, 6)] == [0.25, 0.5, 1.0, 1.5, 1.5]
