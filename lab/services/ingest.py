@@ -115,15 +115,18 @@ class Ingest(object):
             try:
                 ack = await self.js.publish(subject, payload, timeout=self.attempt_timeout, headers=headers)
                 return ack, attempts
-            except nats_errors.NoRespondersError as exc:
+            except (nats_errors.NoRespondersError, js_errors.NoStreamResponseError):
                 last = "no responders (no stream leader for %s)" % subject
-            except (nats_errors.TimeoutError, asyncio.TimeoutError) as exc:
+            except (nats_errors.TimeoutError, asyncio.TimeoutError):
                 maybe_stored, last = True, "publish timed out"
-            except js_errors.APIError as exc:
+            except js_errors.APIError as exc:  # the stream answered with an error: not stored
                 last = "JetStream error: %s" % exc
-            except (nats_errors.ConnectionClosedError, nats_errors.ConnectionReconnectingError,
-                    nats_errors.OutboundBufferLimitError, nats_errors.StaleConnectionError) as exc:
-                last = "NATS connection: %s" % exc.__class__.__name__
+            except (nats_errors.ConnectionReconnectingError, nats_errors.OutboundBufferLimitError) as exc:
+                last = "NATS connection: %s" % exc.__class__.__name__  # refused before sending
+            except (nats_errors.ConnectionClosedError, nats_errors.StaleConnectionError) as exc:
+                maybe_stored, last = True, "NATS connection: %s" % exc.__class__.__name__
+            except nats_errors.Error as exc:  # anything else from the client: it may have reached the stream
+                maybe_stored, last = True, "%s: %s" % (exc.__class__.__name__, exc)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PublishFailed(last, "unknown" if maybe_stored else "failed", attempts)

@@ -37,9 +37,13 @@ class Lab(object):
         """steps: [(entry, vars)] run as include_role tasks_from=entry in one play; returns PlaybookResult.
         After every step the driver facts are printed by a debug task named 'out <i>'."""
         tasks = []
-        for i, (entry, params) in enumerate(steps):
-            tasks.append({"name": "step %d %s" % (i, entry), "ansible.builtin.include_role": {
-                "name": "athlete_ally.nats.service_driver", "tasks_from": entry}, "vars": params})
+        for i, step in enumerate(steps):
+            entry, params = step[0], step[1]
+            include = {"name": "athlete_ally.nats.service_driver", "tasks_from": entry}
+            if len(step) > 2:  # keywords applied to the included tasks, e.g. {"check_mode": True}
+                include["apply"] = step[2]
+            tasks.append({"name": "step %d %s" % (i, entry), "ansible.builtin.include_role": include,
+                          "vars": params})
             tasks.append({"name": "out %d" % i, "ansible.builtin.debug": {
                 "msg": "{{ {'logs': driver_logs | default(none), 'status': driver_status | default(none)} }}"}})
         play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]

@@ -162,34 +162,32 @@ def test_service_driver_single_then_multi_with_fallback(lab):
     multi = {"EVENT_STREAM_MODE": "multi", "AA_STREAM_CANDIDATES": "AA_CORE_HOT,ATHLETE_ALLY_EVENTS"}
     single = {"EVENT_STREAM_MODE": "single", "AA_STREAM_CANDIDATES": "ATHLETE_ALLY_EVENTS"}
     res = lab.driver([
-        ("logs", {"driver_service": svc}),                                   # 0: single mode as lab-up left it
-        ("set_env", {"driver_service": svc, "driver_env": multi}),           # 1: changes, restarts
-        ("logs", {"driver_service": svc}),                                   # 2
-        ("status", {"driver_service": svc}),                                 # 3
-        ("set_env", {"driver_service": svc, "driver_env": multi}),           # 4: no change
-        ("set_env", {"driver_service": svc, "driver_env": single}),          # 5: back to single
-        ("logs", {"driver_service": svc}),                                   # 6
+        ("logs", {"driver_service": svc, "driver_log_lines": 20000}),        # 0: single mode as lab-up left it
+        ("set_env", {"driver_service": svc, "driver_env": multi}, {"check_mode": True}),  # 1: check mode
+        ("status", {"driver_service": svc}),                                 # 2: still single
+        ("set_env", {"driver_service": svc, "driver_env": multi}),           # 3: changes, restarts
+        ("logs", {"driver_service": svc}),                                   # 4
+        ("status", {"driver_service": svc}),                                 # 5
+        ("set_env", {"driver_service": svc, "driver_env": multi}),           # 6: no change
+        ("set_env", {"driver_service": svc, "driver_env": single}),          # 7: back to single
+        ("logs", {"driver_service": svc}),                                   # 8
     ])
     assert res.rc == 0, res.stdout[-4000:]
     single_logs = "\n".join(logs_of(res, 0))
     assert "normalize-hrv-durable bound to ATHLETE_ALLY_EVENTS" in single_logs
     assert "normalize-oura bound to ATHLETE_ALLY_EVENTS" in single_logs
-    multi_logs = "\n".join(logs_of(res, 2))
+    assert status_of(res, 2)["env"]["EVENT_STREAM_MODE"] == "single", "check mode must not write"
+    multi_logs = "\n".join(logs_of(res, 4))
     assert "normalize-hrv-durable Failed to bind to AA_CORE_HOT" in multi_logs
     assert "normalize-hrv-durable bound to ATHLETE_ALLY_EVENTS" in multi_logs
-    st = status_of(res, 3)
-    assert st["running"] is True and st["replicas"] == 1
+    st = status_of(res, 5)
+    assert st["running"] is True and int(st["replicas"]) == 1
     assert st["env"]["EVENT_STREAM_MODE"] == "multi"
     writes = [t for t in res.tasks if t["_name"].endswith("Lab driver | write env file of %s" % svc)]
-    assert [w.get("changed") for w in writes] == [True, False, True]
+    assert [bool(w.get("changed")) for w in writes] == [True, True, False, True]  # check mode reports the change
     restarts = [t for t in res.tasks if t["_name"].endswith("Lab driver | restart %s with its new env" % svc)]
-    assert [bool(r.get("changed")) for r in restarts] == [True, False, True]
-    assert "Failed to bind" not in "\n".join(logs_of(res, 6))
-
-    check = lab.driver([("set_env", {"driver_service": svc, "driver_env": multi})], check=True)
-    assert check.rc == 0
-    assert lab.driver([("status", {"driver_service": svc})]).task("out 0")["msg"]["status"]["env"][
-        "EVENT_STREAM_MODE"] == "single", "check mode must not write"
+    assert [bool(r.get("changed")) for r in restarts][1:] == [True, False, True]
+    assert "Failed to bind" not in "\n".join(logs_of(res, 8))
 
 
 def test_blue_green_scale(lab):
@@ -204,7 +202,7 @@ def test_blue_green_scale(lab):
     assert status_of(res, 1)["running"] is True
     # green runs multi mode over the post-migration candidates; before the migration it falls back
     assert "normalize-hrv-durable bound to ATHLETE_ALLY_EVENTS" in "\n".join(logs_of(res, 2))
-    assert status_of(res, 4)["running"] is False and status_of(res, 4)["replicas"] == 0
+    assert status_of(res, 4)["running"] is False and int(status_of(res, 4)["replicas"]) == 0
 
 
 # -- loss ledger ----------------------------------------------------------------------------------
