@@ -24,32 +24,49 @@ class Driver(object):
             "rollout_timeout": 20, "k8s_poll_interval": 1,
         }
 
-    def run(self, steps, check=False, extra_vars=None, via_dispatch=False):
-        """steps: list of (entry, vars). Each fact the entry sets is echoed by a debug task named 'out N'."""
+    def run(self, steps, check=False, extra_vars=None, via_dispatch=False, inventory=None, plain_kubeconfig=False):
+        """steps: list of (entry, vars). Each fact the entry sets is echoed by a debug task named 'out N'.
+
+        Without ``inventory`` the play sets the inventory vars itself (k8s_kubeconfig etc. for the fake API) and
+        calls the kubernetes entries directly (tasks_from kubernetes/<entry>); ``via_dispatch`` goes through the
+        role's dispatcher (tasks_from <entry>, argument specs) instead. With ``inventory`` (a path) the vars come
+        only from that inventory, which is pointed at the fake API through AA_KUBECONFIG / AA_KUBE_CONTEXT, or with
+        ``plain_kubeconfig`` through the client's own KUBECONFIG (the inventory then omits kubeconfig and context).
+        """
         tasks = []
         for i, (entry, step_vars) in enumerate(steps):
             tasks.append({
                 "name": "step %d %s" % (i, entry),
                 "ansible.builtin.include_role": {
                     "name": "athlete_ally.nats.service_driver",
-                    "tasks_from": entry if via_dispatch else "kubernetes/" + entry,
+                    "tasks_from": entry if (via_dispatch or inventory) else "kubernetes/" + entry,
                 },
                 "vars": step_vars,
             })
             tasks.append({"name": "out %d" % i, "ansible.builtin.debug": {
                 "msg": {"driver_logs": "{{ driver_logs | default(None) }}",
                         "driver_status": "{{ driver_status | default(None) }}"}}})
-        play_vars = dict(self.inventory_vars)
-        if via_dispatch:
-            play_vars["service_driver"] = "kubernetes"
+        env = {"TMPDIR": str(self.tmp)}
+        if inventory:
+            play_vars = {}
+            if plain_kubeconfig:
+                env.update(KUBECONFIG=str(self.kubeconfig), AA_KUBECONFIG="", AA_KUBE_CONTEXT="")
+            else:
+                env.update(AA_KUBECONFIG=str(self.kubeconfig), AA_KUBE_CONTEXT="fake")
+        else:
+            play_vars = dict(self.inventory_vars)
+            if via_dispatch:
+                play_vars["service_driver"] = "kubernetes"
         play_vars.update(extra_vars or {})
         play = [{"name": "driver", "hosts": "localhost", "connection": "local", "gather_facts": False,
                  "vars": play_vars, "tasks": tasks}]
+        if not play_vars:
+            del play[0]["vars"]
         path = self.tmp / "play.yml"
         path.write_text(yaml.safe_dump(play, sort_keys=False))
-        args = ["-i", "localhost,"] + (["--check"] if check else [])
+        args = ["-i", str(inventory) if inventory else "localhost,"] + (["--check"] if check else [])
         # TMPDIR: kubernetes.core caches API discovery in $TMPDIR; keep it per test.
-        return run_playbook_file(path, args, env={"TMPDIR": str(self.tmp)})
+        return run_playbook_file(path, args, env=env)
 
 
 def failure(result):

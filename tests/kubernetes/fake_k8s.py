@@ -1,7 +1,8 @@
 """A tiny fake Kubernetes API server, just enough for kubernetes.core's k8s, k8s_info, k8s_scale and k8s_log.
 
 It is NOT a Kubernetes implementation. It serves discovery (/version, /api, /api/v1, /apis, /apis/apps/v1),
-Deployments (GET, PATCH with a minimal strategic-merge: containers and env merged by ``name``, ``null`` deletes),
+Deployments (GET, PATCH with a minimal strategic-merge: containers and env merged by ``name``, ``null`` deletes a
+key, ``$patch: delete`` deletes a list item),
 the deployments/scale subresource, Pods listed by label selector and pods/log. Every request is recorded in
 ``requests`` and every PATCH in ``patches`` (path, content type, parsed body), which is what the tests assert.
 
@@ -62,6 +63,9 @@ def strategic_merge(live, patch):
               and isinstance(out.get(key), list)):
             merged = [copy.deepcopy(v) for v in out[key]]
             for item in value:
+                if item.get("$patch") == "delete":
+                    merged = [old for old in merged if old.get("name") != item["name"]]
+                    continue
                 for i, old in enumerate(merged):
                     if old.get("name") == item["name"]:
                         merged[i] = strategic_merge(old, item)

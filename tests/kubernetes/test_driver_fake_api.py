@@ -75,18 +75,23 @@ def test_set_env_one_var_differs_sends_the_listed_vars_only(driver, fake):
     assert {e["name"] for e in env} == {"EVENT_STREAM_MODE", "AA_STREAM_CANDIDATES"}
 
 
-def test_set_env_stringifies_values_and_replaces_value_from(driver, fake):
+def test_set_env_stringifies_values_replaces_value_from_and_null_removes(driver, fake):
     live = fake.get(NS, "normalize-service")
     live["spec"]["template"]["spec"]["containers"][0]["env"].append(
         {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}})
     res = driver.run([("set_env", {"driver_service": "normalize-service",
                                    "driver_env": {"DATABASE_URL": "postgres://placeholder", "FLAG": True,
-                                                  "ACK_WAIT_MS": 60000}})])
+                                                  "ACK_WAIT_MS": 60000, "LOG_LEVEL": None, "NEVER_SET": None}})])
     assert res.rc == 0, failure(res)
     env = {e["name"]: e for e in fake.patches[0]["body"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["DATABASE_URL"] == {"name": "DATABASE_URL", "value": "postgres://placeholder", "valueFrom": None}
     assert env["FLAG"] == {"name": "FLAG", "value": "true"}
     assert env["ACK_WAIT_MS"] == {"name": "ACK_WAIT_MS", "value": "60000"}
+    # null removes a variable that is set, and sends nothing for one that is not
+    assert env["LOG_LEVEL"] == {"name": "LOG_LEVEL", "$patch": "delete"}
+    assert "NEVER_SET" not in env
+    live = env_of(fake.get(NS, "normalize-service"))
+    assert "LOG_LEVEL" not in live and live["DATABASE_URL"] == "postgres://placeholder"
 
 
 def test_set_env_check_mode_sends_no_write(driver, fake):
@@ -247,3 +252,16 @@ def test_check_mode_sends_only_gets_for_every_entry(driver, fake):
     assert res.task("out 5")["msg"]["driver_status"]["env"]["EVENT_STREAM_MODE"] == "single"
     assert fake.get(NS, "normalize-service-green")["spec"]["replicas"] == 0
     assert res.changed >= 4  # set_env, restart, set_image and scale report what they would do
+
+
+# ---- through the role's dispatcher ------------------------------------------------------------------------------
+
+def test_dispatch_with_service_driver_kubernetes(driver, fake):
+    """tasks_from <entry> with service_driver: kubernetes reaches these files (and passes the argument specs)."""
+    fake.settle_after = 0
+    res = driver.run([("set_env", {"driver_service": "normalize-service", "driver_env": MULTI}),
+                      ("scale", {"driver_service": "normalize-service-green", "driver_replicas": 1}),
+                      ("status", {"driver_service": "normalize-service"})], via_dispatch=True)
+    assert res.rc == 0, failure(res)
+    assert [p["path"] for p in fake.patches] == [DEPLOY + "normalize-service", DEPLOY + "normalize-service-green/scale"]
+    assert res.task("out 2")["msg"]["driver_status"]["env"]["EVENT_STREAM_MODE"] == "multi"
