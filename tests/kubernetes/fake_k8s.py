@@ -6,9 +6,9 @@ key, ``$patch: delete`` deletes a list item),
 the deployments/scale subresource, Pods listed by label selector and pods/log. Every request is recorded in
 ``requests`` and every PATCH in ``patches`` (path, content type, parsed body), which is what the tests assert.
 
-Rollout simulation: after a PATCH that changes the deployment spec, ``metadata.generation`` is bumped and the
-status stays "old" for ``settle_after`` further GETs of that deployment (the driver has to poll), then becomes
-complete - unless ``stuck`` is set, in which case one replica never becomes available.
+Rollout simulation: after a PATCH that changes the deployment spec, ``metadata.generation`` is bumped; the
+status stays the old one for ``settle_after`` GETs of that deployment, then shows one GET of rollout in progress,
+then becomes complete - unless ``stuck`` is set, in which case one replica never becomes available.
 """
 
 from __future__ import annotations
@@ -287,18 +287,26 @@ class FakeKubernetes(object):
         self.deployments[key] = new
 
     def _tick(self, key):
-        """Advance the simulated rollout by one observed GET."""
+        """Advance the simulated rollout by one observed GET.
+
+        Like a real API server right after a PATCH, the first ``settle_after`` GETs still return the old status
+        untouched (it looks complete, but for the previous generation); the next GET shows the rollout in
+        progress (new generation observed, surge pod not yet available); after that it is complete, unless
+        ``stuck``, where one replica stays unavailable forever.
+        """
         if key not in self._pending:
             return
         obj = self.deployments[key]
+        replicas = obj["spec"]["replicas"]
         if self._pending[key] > 0:
             self._pending[key] -= 1
-            replicas = obj["spec"]["replicas"]
-            obj["status"] = {"observedGeneration": obj["metadata"]["generation"] - 1, "replicas": replicas + 1,
-                             "updatedReplicas": 1 if replicas else 0, "readyReplicas": replicas,
-                             "availableReplicas": replicas}
             return
-        replicas = obj["spec"]["replicas"]
+        if self._pending[key] == 0:
+            self._pending[key] = -1
+            obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": replicas + 1,
+                             "updatedReplicas": 1 if replicas else 0, "readyReplicas": replicas,
+                             "availableReplicas": replicas, "unavailableReplicas": 1}
+            return
         status = _complete_status(obj["metadata"]["generation"], replicas)
         if self.stuck and replicas:
             status.update(availableReplicas=replicas - 1, readyReplicas=replicas - 1, unavailableReplicas=1)

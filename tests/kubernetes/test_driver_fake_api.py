@@ -50,9 +50,10 @@ def test_set_env_patches_exactly_the_listed_vars_and_waits_for_the_rollout(drive
     live = fake.get(NS, "normalize-service")
     assert env_of(live) == dict(MULTI, LOG_LEVEL="info")  # untouched var kept (strategic merge by name)
     assert live["metadata"]["generation"] == 2
-    # The wait polled past the stale status (observedGeneration 1) until the rollout was complete.
+    # The wait polled past the stale status (complete, but for generation 1) and the rollout in progress
+    # until the new generation was complete: 3 GETs after the PATCH with settle_after=1.
     after_patch = fake.requests[fake.requests.index(("PATCH", DEPLOY + "normalize-service")) + 1:]
-    assert after_patch.count(("GET", DEPLOY + "normalize-service")) >= 2
+    assert after_patch.count(("GET", DEPLOY + "normalize-service")) == 3
     assert live["status"]["observedGeneration"] == 2
     assert res.task("athlete_ally.nats.service_driver : Kubernetes driver | patch container env (triggers the rollout)")[
         "changed"] is True
