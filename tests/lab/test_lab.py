@@ -185,7 +185,7 @@ def test_service_driver_single_then_multi_with_fallback(lab):
     assert st["env"]["EVENT_STREAM_MODE"] == "multi"
     writes = [t for t in res.tasks if t["_name"].endswith("Lab driver | write env file of %s" % svc)]
     assert [bool(w.get("changed")) for w in writes] == [True, True, False, True]  # check mode reports the change
-    restarts = [t for t in res.tasks if t["_name"].endswith("Lab driver | restart %s with its new env" % svc)]
+    restarts = [t for t in res.tasks if t["_name"].endswith("Lab driver | restart with the new env %s" % svc)]
     assert [bool(r.get("changed")) for r in restarts][1:] == [True, False, True]
     assert "Failed to bind" not in "\n".join(logs_of(res, 8))
 

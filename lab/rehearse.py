@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""`make rehearse`: the whole migration, under load, on the local lab; then the loss report.
+
+lab up -> load generator on -> preflight, phase0, phase1, phase2, validate, phase3 (retention clock shortened)
+-> load off -> ledger check -> .lab/report.json -> lab down (always).
+
+Prints per-phase timings, the ledger counts and the longest publish gap. Exit status 0 only if every phase
+passed and nothing was lost, unexpected or duplicated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = REPO / ".venv" / "bin"
+PHASES = [
+    ("preflight", "playbooks/preflight.yml", []),
+    ("phase0", "playbooks/phase0.yml", []),
+    ("phase1", "playbooks/phase1.yml", []),
+    ("phase2", "playbooks/phase2.yml", []),
+    ("validate", "playbooks/validate.yml", []),
+    # The 14-day clock, shortened so the rehearsal also deletes the legacy stream.
+    ("phase3", "playbooks/phase3.yml", ["-e", "migration_legacy_retention_seconds=0"]),
+]
+
+
+def env():
+    e = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+             ANSIBLE_DEPRECATION_WARNINGS="false", PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
+    return e
+
+
+def lab_dir():
+    return Path(os.environ.get("AA_LAB_DIR") or REPO / ".lab")
+
+
+def playbook(path, args=(), log=None):
+    cmd = [str(BIN / "ansible-playbook"), str(REPO / path)] + list(args)
+    with open(log, "a") if log else open(os.devnull, "w") as out:
+        out.write("\n$ %s\n" % " ".join(cmd))
+        out.flush()
+        return subprocess.run(cmd, cwd=str(REPO), env=env(), stdout=out, stderr=subprocess.STDOUT).returncode
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=float, default=20.0, help="load events per second (default 20)")
+    ap.add_argument("--keep-lab", action="store_true", help="leave the lab running afterwards")
+    ap.add_argument("--extra", action="append", default=[], help="extra ansible-playbook args for every phase")
+    args = ap.parse_args()
+
+    lab = lab_dir()
+    lab.mkdir(parents=True, exist_ok=True)
+    log = lab / "rehearse.log"
+    log.write_text("")
+    ledger = lab / "rehearse-ledger.jsonl"
+    stop = lab / "rehearse.stop"
+    for f in (ledger, stop):
+        if f.exists():
+            f.unlink()
+    report = dict(phases={}, ok=False)
+    started = time.monotonic()
+    load = None
+    try:
+        print("lab up ...", flush=True)
+        if playbook("playbooks/lab_down.yml", args.extra, log) or playbook("playbooks/lab_up.yml", args.extra, log):
+            raise SystemExit("lab did not come up; see %s" % log)
+        load = subprocess.Popen([str(BIN / "python"), str(REPO / "lab" / "loadgen.py"), "--rate", str(args.rate),
+                                 "--stop-file", str(stop), "--ledger", str(ledger)],
+                                cwd=str(REPO), env=env(), stdout=open(lab / "rehearse-load.out", "w"),
+                                stderr=subprocess.STDOUT)
+        time.sleep(2)
+        for name, path, extra in PHASES:
+            t0 = time.monotonic()
+            rc = playbook(path, list(extra) + args.extra, log)
+            report["phases"][name] = round(time.monotonic() - t0, 1)
+            print("%-10s %6.1f s  %s" % (name, report["phases"][name], "ok" if rc == 0 else "FAILED"), flush=True)
+            if rc != 0:
+                report["failed_phase"] = name
+                break
+    finally:
+        if load is not None:
+            stop.touch()
+            load.wait(60)
+            check = subprocess.run([str(BIN / "python"), str(REPO / "lab" / "ledger.py"), "check", "--ledger",
+                                    str(ledger), "--settle-s", "30", "--out", str(lab / "ledger-report.json")],
+                                   cwd=str(REPO), env=env(), capture_output=True, text=True)
+            try:
+                counts = json.loads(check.stdout)
+            except ValueError:
+                counts = {"error": (check.stderr or check.stdout)[-500:]}
+            for key in ("sent", "acked", "lost", "unexpected", "duplicates", "unknown", "publish_gap_ms"):
+                report[key] = counts.get(key)
+        report["total_seconds"] = round(time.monotonic() - started, 1)
+        report["ok"] = (not report.get("failed_phase") and len(report["phases"]) == len(PHASES)
+                        and report.get("lost") == 0 and report.get("unexpected") == 0
+                        and report.get("duplicates") == 0)
+        (lab / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        if not args.keep_lab:
+            playbook("playbooks/lab_down.yml", args.extra, log)
+    print("sent %(sent)s, acked %(acked)s, lost %(lost)s, unexpected %(unexpected)s, duplicates %(duplicates)s, "
+          "unknown %(unknown)s, longest publish gap %(publish_gap_ms)s ms, total %(total_seconds)s s" % report)
+    print("report: %s; log: %s" % (lab / "report.json", log))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
