@@ -57,6 +57,8 @@ def main():
     args = ap.parse_args()
 
     lab = lab_dir()
+    # A rehearsal starts from nothing: stop any lab and wipe its state (streams, database, ledgers).
+    playbook("playbooks/lab_down.yml", ["-e", "lab_wipe=true"] + args.extra)
     lab.mkdir(parents=True, exist_ok=True)
     log = lab / "rehearse.log"
     log.write_text("")
@@ -70,7 +72,7 @@ def main():
     load = None
     try:
         print("lab up ...", flush=True)
-        if playbook("playbooks/lab_down.yml", args.extra, log) or playbook("playbooks/lab_up.yml", args.extra, log):
+        if playbook("playbooks/lab_up.yml", args.extra, log):
             raise SystemExit("lab did not come up; see %s" % log)
         load = subprocess.Popen([str(BIN / "python"), str(REPO / "lab" / "loadgen.py"), "--rate", str(args.rate),
                                  "--stop-file", str(stop), "--ledger", str(ledger)],
