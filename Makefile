@@ -35,6 +35,9 @@ test-fast: setup
 lint: setup
 	$(BIN)/ansible-lint --profile production
 
+rehearse: setup
+	$(BIN)/python lab/rehearse.py
+
 bench: setup
 	$(BIN)/python bench/module_overhead.py
 
