@@ -122,5 +122,5 @@ def lab():
     try:
         yield handle
     finally:
-        if not reuse:
+        if not reuse and lab_processes(handle.dir):  # the last test usually stopped it already
             run_playbook_file(REPO / "playbooks" / "lab_down.yml", timeout=180)
