@@ -51,7 +51,7 @@ def parse_time(text):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--tasks", type=int, default=20, help="timed tasks per kind (default 20)")
     args = parser.parse_args()
 
@@ -108,8 +108,8 @@ def main():
     print("%-30s %9s %9s %9s %9s %8s %s" % ("task", "mean s", "median s", "min s", "max s", "ratio", "changed"))
     for label, values in times.items():
         med = statistics.median(values)
-        print("%-30s %9.3f %9.3f %9.3f %9.3f %7.2fx %d" % (label, statistics.mean(values), med, min(values),
-                                                            max(values), med / base, changed[label]))
+        row = (label, statistics.mean(values), med, min(values), max(values), med / base, changed[label])
+        print("%-30s %9.3f %9.3f %9.3f %9.3f %7.2fx %d" % row)
     print("ratio = median / median of ansible.builtin.stat; target < 1.5x")
 
 

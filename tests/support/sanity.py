@@ -107,7 +107,8 @@ def run_sanity(tests=None, timeout=1200, keep=False):
             cmd += ["--test", test]
         env = dict(os.environ, PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
         env.pop("ANSIBLE_CONFIG", None)
-        proc = subprocess.run(cmd, cwd=str(root), env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=str(root), env=env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
         return proc.returncode, proc.stdout + proc.stderr
     finally:
         if not keep:
