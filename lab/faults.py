@@ -28,7 +28,8 @@ from lab import labenv  # noqa: E402
 
 def ctl(env, *args):
     exe = os.path.join(os.path.dirname(env["LAB_PYTHON"]), "supervisorctl")
-    proc = subprocess.run([exe, "-c", env["LAB_SUPERVISOR_CONF"]] + list(args), capture_output=True, text=True)
+    proc = subprocess.run([exe, "-c", env["LAB_SUPERVISOR_CONF"]] + list(args), capture_output=True, text=True,
+                          check=False)
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
@@ -41,7 +42,7 @@ def state(env, program):
 def kill(env, program):
     before = state(env, program)
     rc, out = ctl(env, "signal", "KILL", program)
-    for _ in range(50):
+    for _attempt in range(50):
         if state(env, program) not in ("RUNNING", "STARTING", "STOPPING"):
             break
         time.sleep(0.1)

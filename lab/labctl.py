@@ -82,7 +82,7 @@ def pg_init(args):
         os.chmod(pgdata, 0o700)
         proc = subprocess.run([str(bindir / "initdb"), "-D", str(pgdata), "--auth=trust", "--encoding=utf8",
                                "-U", args.superuser, "--no-instructions"],
-                              capture_output=True, text=True, user=run_user, cwd="/")
+                              capture_output=True, text=True, user=run_user, cwd="/", check=False)
         if proc.returncode != 0:
             return fail("initdb failed: %s" % (proc.stderr.strip() or proc.stdout.strip()))
         changed = True
@@ -318,7 +318,7 @@ def down(args):
         except ValueError:
             pid = None
     if pid and psutil.pid_exists(pid):
-        subprocess.run([args.supervisorctl, "-c", args.conf, "shutdown"], capture_output=True, text=True)
+        subprocess.run([args.supervisorctl, "-c", args.conf, "shutdown"], capture_output=True, text=True, check=False)
         changed = True
         try:
             psutil.Process(pid).wait(args.timeout)
@@ -402,7 +402,9 @@ def main(argv=None):
     p.add_argument("--supervisorctl", default=str(Path(sys.executable).parent / "supervisorctl"))
     p.add_argument("--timeout", type=float, default=40)
     args = ap.parse_args(argv)
-    result = {"backends": backends, "prepare": prepare, "wait-http": wait_http, "pg-init": pg_init, "wait-nats": wait_nats, "js-ensure": js_ensure, "down": down}[args.cmd](args)
+    commands = {"backends": backends, "prepare": prepare, "wait-http": wait_http, "pg-init": pg_init,
+                "wait-nats": wait_nats, "js-ensure": js_ensure, "down": down}
+    result = commands[args.cmd](args)
     print(json.dumps(result))
 
 

@@ -99,7 +99,7 @@ async def serve_http(routes, host, port, log):
                     h = await reader.readline()
                     if h in (b"\r\n", b"\n", b""):
                         break
-                    k, _, v = h.decode("latin-1").partition(":")
+                    k, _sep, v = h.decode("latin-1").partition(":")
                     headers[k.strip().lower()] = v.strip()
                 length = int(headers.get("content-length") or 0)
                 if length > 1024 * 1024:

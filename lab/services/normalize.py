@@ -17,11 +17,9 @@ import json
 import math
 import os
 import sys
-import time
 
 import psycopg2
 from nats import errors as nats_errors
-from nats.js import errors as js_errors
 from prometheus_client import Counter, start_http_server
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))

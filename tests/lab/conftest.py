@@ -55,7 +55,7 @@ class Lab(object):
     # -- faults, load, ledger -------------------------------------------------------------------
     def fault(self, *args):
         proc = subprocess.run([sys.executable, str(REPO / "lab" / "faults.py")] + list(args),
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return json.loads(proc.stdout)
 

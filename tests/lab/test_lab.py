@@ -243,8 +243,8 @@ def test_postgres_outage_under_load_loses_nothing(lab):
     summary = lab.finish_load(proc)
     assert summary["acked"] == summary["sent"], summary  # ingest never needed the database
     report = lab.check_ledger(ledger, settle_s=lab.soak["drain_timeout_s"])
-    print("postgres outage report: %s" % {k: report[k] for k in ("sent", "lost", "dlq", "unknown",
-                                                                   "publish_gap_ms")})
+    keys = ("sent", "lost", "dlq", "unknown", "publish_gap_ms")
+    print("postgres outage report: %s" % {k: report[k] for k in keys})
     assert report["lost"] == 0, report
     assert report["dlq"] == 0 and report["duplicates"] == 0 and report["unexpected"] == 0, report
     assert metric(lab, "normalize_hrv_messages_total", result="retry", stream="ATHLETE_ALLY_EVENTS") > 0
