@@ -233,4 +233,4 @@ class JetStreamClient(object):
 
     def version_tuple(self):
         ver = self.nc._server_info.get("version", "0.0.0") if self.nc else "0.0.0"
-        return tuple(int(x) for x in ver.split("-")[0].split(".")[:3])
+        return tuple(int(x) for x in ver.split("-", maxsplit=1)[0].split(".")[:3])

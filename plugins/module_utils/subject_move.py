@@ -63,7 +63,7 @@ def move(js, subjects, from_stream, to_stream):
     dst = _require(js, to_stream)["config"]
     src_new = dict(src, subjects=[s for s in _own_subjects({"config": src}) if s not in subjects])
     dst_new = dict(dst, subjects=_own_subjects({"config": dst}) + [s for s in subjects
-                                                                  if s not in _own_subjects({"config": dst})])
+                                                                   if s not in _own_subjects({"config": dst})])
     started = time.monotonic()
     removed = _update(js, src_new)
     removed_at = time.monotonic()

@@ -9,7 +9,8 @@ DOCUMENTATION = r"""
 module: consumer_drain
 short_description: Wait until a JetStream consumer has processed its backlog (drain before removing subjects)
 version_added: "0.1.0"
-author: Athlete Ally Platform Team
+author:
+  - Athlete Ally Platform Team (@athlete-ally)
 description:
   - Polls a consumer until it has processed what it must, then returns counts and the drain rate.
     This is runbook step 2.7 ("drain pending messages from the old consumer first") as one task.

@@ -9,7 +9,8 @@ DOCUMENTATION = r"""
 module: jetstream_consumer
 short_description: Create, update, pause or delete a durable JetStream consumer
 version_added: "0.1.0"
-author: Athlete Ally Platform Team
+author:
+  - Athlete Ally Platform Team (@athlete-ally)
 description:
   - Manages one durable consumer (pull or push) of a JetStream stream.
   - The desired configuration is the live one with the options this task sets merged in; an option left out
@@ -280,7 +281,7 @@ def main():
         max_deliver=dict(type="int"),
         backoff=dict(type="list", elements="str"),
         deliver_policy=dict(type="str", choices=["all", "last", "new", "by_start_sequence", "by_start_time",
-                                                  "last_per_subject"]),
+                                                 "last_per_subject"]),
         opt_start_seq=dict(type="int"),
         opt_start_time=dict(type="str"),
         replay_policy=dict(type="str", choices=["instant", "original"]),

@@ -9,7 +9,8 @@ DOCUMENTATION = r"""
 module: jetstream_subject_move
 short_description: Move a group of subjects from one JetStream stream to another (the cut-over)
 version_added: "0.1.0"
-author: Athlete Ally Platform Team
+author:
+  - Athlete Ally Platform Team (@athlete-ally)
 description:
   - Removes O(subjects) from O(from_stream) and at once adds them to O(to_stream), two updates sent back to
     back from one process so the window in which no stream owns the subjects lasts milliseconds.
@@ -44,8 +45,10 @@ options:
     default: 60
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 """
 
