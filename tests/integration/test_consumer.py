@@ -26,7 +26,9 @@ PREFIX = {}  # stream -> subject prefix, so that test streams never overlap
 
 def runbook(stream):
     """The runbook's flags, the filter moved under the stream's own subject prefix."""
-    return dict(RUNBOOK, filter_subject=PREFIX.get(stream, "") + RUNBOOK["filter_subject"])
+    flags = dict(RUNBOOK)
+    flags["filter_subject"] = PREFIX.get(stream, "") + RUNBOOK["filter_subject"]
+    return flags
 
 
 def uid(prefix):

@@ -168,7 +168,7 @@ def test_until_stream_seq_on_filtered_consumer_past_its_last_match(cluster, setu
 
 
 def test_stalled_consumer_fails_early_with_partial_results(cluster, setup):
-    stream, prefix, _ = setup
+    stream, prefix, _workers = setup
     publish(cluster.urls, prefix + ".hrv", 5)
     started = time.monotonic()
     res = run_tasks(drain_task(stream, poll_interval="0.3s", timeout="120s", stall_timeout="2s"),
@@ -202,7 +202,7 @@ def test_timeout_fails_with_partial_results(cluster, setup, tmp_path):
 
 
 def test_check_mode_reports_state_and_waits_for_nothing(cluster, setup):
-    stream, prefix, _ = setup
+    stream, prefix, _workers = setup
     publish(cluster.urls, prefix + ".hrv", 7)
     res = run_tasks(drain_task(stream, timeout="300s", stall_timeout="300s"), servers=cluster.urls, check=True)
     assert res.rc == 0, res.stdout
@@ -213,7 +213,7 @@ def test_check_mode_reports_state_and_waits_for_nothing(cluster, setup):
 
 
 def test_already_drained_consumer_and_missing_ones(cluster, setup):
-    stream, _, _ = setup
+    stream, _prefix, _workers = setup
     res = run_tasks(drain_task(stream, poll_interval="0.2s") + [
         {"name": "no consumer", MOD: dict(stream=stream, consumer="nope"), "ignore_errors": True},
         {"name": "no stream", MOD: dict(stream=stream + "_X", consumer="hrv"), "ignore_errors": True},

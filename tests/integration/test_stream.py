@@ -320,7 +320,8 @@ def test_bad_input_fails_with_one_line(cluster):
 @pytest.mark.skipif(OLDEST_BINARY is None, reason="nats-server 2.10 not installed (make setup)")
 def test_idempotent_on_nats_server_2_10(tmp_path):
     with NatsCluster(tmp_path, size=1, binary=OLDEST_BINARY, name="old") as old:
-        dlq = dict(dlq_args("AA_DLQ", "dlq.>"), replicas=1)
+        dlq = dlq_args("AA_DLQ", "dlq.>")
+        dlq["replicas"] = 1
         tasks = [
             task("dlq", **dlq),
             task("plain", name="PLAIN", subjects=[], metadata={"owner": "platform"}),

@@ -248,7 +248,7 @@ class FakeKubernetes(object):
 
     def _pod_list(self, ns, selector):
         wanted = dict(s.split("=", 1) for s in selector.split(",") if "=" in s)
-        items = [pod for (pns, _), (pod, _) in sorted(self.pods.items())
+        items = [pod for (pns, _name), (pod, _version) in sorted(self.pods.items())
                  if pns == ns and all(pod["metadata"]["labels"].get(k) == v for k, v in wanted.items())]
         return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}
 

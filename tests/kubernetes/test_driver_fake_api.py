@@ -248,7 +248,7 @@ def test_check_mode_sends_only_gets_for_every_entry(driver, fake):
     ], check=True)
     assert res.rc == 0, failure(res)
     assert fake.patches == []
-    assert {m for m, _ in fake.requests} == {"GET"}
+    assert {m for m, _path in fake.requests} == {"GET"}
     assert res.task("out 4")["msg"]["driver_logs"] == ["x bound to AA_CORE_HOT"]
     assert res.task("out 5")["msg"]["driver_status"]["env"]["EVENT_STREAM_MODE"] == "single"
     assert fake.get(NS, "normalize-service-green")["spec"]["replicas"] == 0

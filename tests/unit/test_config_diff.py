@@ -145,8 +145,8 @@ def test_stream_canonical_opt_start_time_compared_in_utc():
     ("a.b.>", "a.b", False),
 ])
 def test_subjects_collide_is_wildcard_aware(a, b, collide):
-    assert stream.subjects_collide(a, b) is collide
-    assert stream.subjects_collide(b, a) is collide
+    for first, second in ((a, b), (b, a)):  # symmetric: both argument orders
+        assert stream.subjects_collide(first, second) is collide
 
 
 def test_desired_config_keeps_live_fields_and_reserved_metadata():
@@ -190,7 +190,7 @@ def test_immutable_violations_depend_on_server_version():
 def test_task_settings_maps_options_and_refuses_bad_input():
     params = {"name": "AA_DLQ", "subjects": ["dlq.>"], "max_age": "14d", "duplicate_window": "2m",
               "replicas": 3, "compression": "s2", "consumer_limits": {"inactive_threshold": "5m",
-                                                                       "max_ack_pending": None}}
+                                                                      "max_ack_pending": None}}
     out = stream.task_settings(params)
     assert out == {"subjects": ["dlq.>"], "max_age": 14 * 86400 * S, "duplicate_window": 120 * S,
                    "num_replicas": 3, "compression": "s2", "consumer_limits": {"inactive_threshold": 300 * S}}
