@@ -99,6 +99,11 @@ from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import bu
 
 def action(module, js):
     p = module.params
+    missing = [name for name in (p["from_stream"], p["to_stream"]) if js.stream_info(name) is None]
+    if missing and module.check_mode:
+        # A rehearsal of a phase that would first create the stream: report the move it would make.
+        return dict(changed=True, moved=[], sources_dropped=[],
+                    msg="would move %s once %s exists" % (p["subjects"], " and ".join(missing)))
     todo = subject_move.plan(js, p["subjects"], p["from_stream"], p["to_stream"], p["drop_sources"])
     result = dict(changed=bool(todo["remove"] or todo["add"] or todo["drop_sources"]), moved=[],
                   sources_dropped=todo["drop_sources"])

@@ -105,8 +105,11 @@ def test_converges_from_the_gap_and_rolls_back(cluster, legacy_and_shadow):
     assert api(cluster.url, "STREAM.INFO." + shadow)["config"]["subjects"] in ([shadow], None, [])
 
 
-def test_missing_stream_is_a_one_line_error(cluster):
+def test_missing_stream_is_a_one_line_error_but_check_mode_reports_the_move(cluster):
     res = run_tasks(move_task(["nowhere.>"], "NO_SUCH_A", "NO_SUCH_B"), servers=cluster.url)
     assert res.rc != 0
     msg = res.task("move")["msg"]
     assert "NO_SUCH_A does not exist" in msg and "\n" not in msg
+
+    check = run_tasks(move_task(["nowhere.>"], "NO_SUCH_A", "NO_SUCH_B"), servers=cluster.url, check=True)
+    assert check.rc == 0 and check.task("move")["changed"] is True, check.stdout
