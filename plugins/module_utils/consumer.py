@@ -406,7 +406,8 @@ class ConsumerManager(object):
         return self._result(True, "updated", info["config"], info, fields, before, after)
 
     def _warn_adjusted(self, wanted, got):
-        adjusted = config_diff.changed_fields(wanted, got)
+        # Only what the task asked for: fields it left out are the server's to fill (max_waiting, ...).
+        adjusted = [f for f in config_diff.changed_fields(wanted, got) if wanted.get(f) is not None]
         if adjusted:
             self.module.warn("%s: the server stored other values than asked for %s (asked %s, stored %s); set "
                              "them to the stored values or every run will report a change"
