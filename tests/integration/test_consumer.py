@@ -5,9 +5,7 @@ Streams are created with raw JSON through the shared client (not the stream modu
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-import json
 import uuid
 
 import nats
@@ -15,6 +13,7 @@ import pytest
 
 from tests.support.ansible_run import run_tasks
 from tests.support.nats_cluster import OLDEST_BINARY, NatsCluster
+from tests.support.jsapi import api
 
 MOD = "athlete_ally.nats.jetstream_consumer"
 S = 10 ** 9
@@ -33,19 +32,6 @@ def runbook(stream):
 
 def uid(prefix):
     return "%s_%s" % (prefix, uuid.uuid4().hex[:8])
-
-
-def api(urls, subject, body=None):
-    """Raw JetStream API request through nats-py (independent of the code under test)."""
-    async def go():
-        nc = await nats.connect(list(urls))
-        try:
-            msg = await nc.request("$JS.API." + subject, json.dumps(body).encode() if body is not None else b"",
-                                   timeout=5)
-            return json.loads(msg.data)
-        finally:
-            await nc.close()
-    return asyncio.run(go())
 
 
 def make_stream(urls, name, subjects=("athlete-ally.>",), replicas=3):

@@ -6,7 +6,6 @@ Streams and consumers are created with raw JSON through nats-py (not the stream/
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 import uuid
@@ -15,20 +14,13 @@ import nats
 import pytest
 
 from tests.support.ansible_run import run_tasks
+from tests.support.jsapi import api as raw_api
 
 MOD = "athlete_ally.nats.consumer_drain"
 
 
 def api(urls, subject, body=None):
-    async def go():
-        nc = await nats.connect(list(urls))
-        try:
-            msg = await nc.request("$JS.API." + subject, json.dumps(body).encode() if body is not None else b"",
-                                   timeout=5)
-            return json.loads(msg.data)
-        finally:
-            await nc.close()
-    reply = asyncio.run(go())
+    reply = raw_api(urls, subject, body)
     assert "error" not in reply, reply
     return reply
 

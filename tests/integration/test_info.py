@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 
 import nats
 import pytest
 
 from tests.support.ansible_run import run_tasks
 from tests.support.nats_cluster import NatsCluster
+from tests.support.jsapi import api
 
 SYS_PASSWORD = "sys-Pw-4b1d"
 APP_PASSWORD = "app-Pw-77c2"
@@ -32,18 +31,6 @@ def syscluster(tmp_path_factory):
         yield c
     finally:
         c.stop()
-
-
-def api(url, subject, body=None, **creds):
-    async def go():
-        nc = await nats.connect(url.split(","), **creds)
-        try:
-            msg = await nc.request("$JS.API." + subject, json.dumps(body).encode() if body is not None else b"",
-                                   timeout=5)
-            return json.loads(msg.data)
-        finally:
-            await nc.close()
-    return asyncio.run(go())
 
 
 def info_task(name="info", register="out", **args):

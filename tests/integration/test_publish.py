@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import threading
@@ -14,18 +13,7 @@ import pytest
 
 from tests.support.ansible_run import run_tasks
 from tests.support.nats_cluster import NatsCluster, free_ports
-
-
-def api(url, subject, body=None):
-    async def go():
-        nc = await nats.connect(url.split(","))
-        try:
-            msg = await nc.request("$JS.API." + subject, json.dumps(body).encode() if body is not None else b"",
-                                   timeout=5)
-            return json.loads(msg.data)
-        finally:
-            await nc.close()
-    return asyncio.run(go())
+from tests.support.jsapi import api
 
 
 def pub_task(name="pub", register="out", **args):

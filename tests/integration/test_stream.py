@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.ansible_run import run_tasks
 from tests.support.nats_cluster import OLDEST_BINARY, NatsCluster
+from tests.support.jsapi import api
 
 MOD = "athlete_ally.nats.jetstream_stream"
 NS = 10 ** 9
@@ -21,16 +22,6 @@ def uniq(prefix):
     return "%s_%s" % (prefix, uuid.uuid4().hex[:6].upper())
 
 
-def api(url, subject, body=None):
-    async def go():
-        nc = await nats.connect(url.split(","))
-        try:
-            msg = await nc.request("$JS.API." + subject, json.dumps(body).encode() if body is not None else b"",
-                                   timeout=5)
-            return json.loads(msg.data)
-        finally:
-            await nc.close()
-    return asyncio.run(go())
 
 
 def create_raw(url, name, **config):

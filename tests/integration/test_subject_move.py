@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import nats
 import pytest
 
 from tests.support.ansible_run import run_tasks
-
-
-def api(url, subject, body=None):
-    async def go():
-        nc = await nats.connect(url.split(","))
-        try:
-            msg = await nc.request("$JS.API." + subject, json.dumps(body).encode() if body is not None else b"",
-                                   timeout=5)
-            return json.loads(msg.data)
-        finally:
-            await nc.close()
-    return asyncio.run(go())
+from tests.support.jsapi import api
 
 
 def publish(url, subject, count):
