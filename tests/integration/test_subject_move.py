@@ -101,3 +101,22 @@ def test_missing_stream_is_a_one_line_error_but_check_mode_reports_the_move(clus
 
     check = run_tasks(move_task(["nowhere.>"], "NO_SUCH_A", "NO_SUCH_B"), servers=cluster.url, check=True)
     assert check.rc == 0 and check.task("move")["changed"] is True, check.stdout
+
+
+def test_overlap_with_a_third_stream_is_refused_before_any_write(cluster, legacy_and_shadow):
+    legacy, shadow, prefix = legacy_and_shadow
+    third = "T_" + shadow
+    cfg = api(cluster.url, "STREAM.INFO." + legacy)["config"]
+    api(cluster.url, "STREAM.UPDATE." + legacy, dict(cfg, subjects=["%s.core.>" % prefix]))  # the gap
+    created = api(cluster.url, "STREAM.CREATE." + third, {"name": third, "subjects": ["%s.vendor.x.*" % prefix],
+                                                         "num_replicas": 1})
+    assert "error" not in created, created
+    try:
+        before = api(cluster.url, "STREAM.INFO." + legacy)["config"]
+        res = run_tasks(move_task(["%s.vendor.>" % prefix], legacy, shadow), servers=cluster.url)
+        assert res.rc != 0
+        msg = res.task("move")["msg"]
+        assert third in msg and "nothing was changed" in msg, msg
+        assert api(cluster.url, "STREAM.INFO." + legacy)["config"] == before
+    finally:
+        api(cluster.url, "STREAM.DELETE." + third)
