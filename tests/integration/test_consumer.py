@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import uuid
 
-import nats
 import pytest
 
 from tests.support.ansible_run import run_tasks

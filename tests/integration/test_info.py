@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-import nats
 import pytest
 
 from tests.support.ansible_run import run_tasks

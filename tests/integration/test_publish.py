@@ -8,7 +8,6 @@ import threading
 import time
 import urllib.request
 
-import nats
 import pytest
 
 from tests.support.ansible_run import run_tasks

@@ -22,8 +22,6 @@ def uniq(prefix):
     return "%s_%s" % (prefix, uuid.uuid4().hex[:6].upper())
 
 
-
-
 def create_raw(url, name, **config):
     """Set up a stream straight through the API (faster than a playbook run when creation is not under test)."""
     reply = api(url, "STREAM.CREATE." + name, dict(config, name=name))

@@ -109,7 +109,7 @@ def test_overlap_with_a_third_stream_is_refused_before_any_write(cluster, legacy
     cfg = api(cluster.url, "STREAM.INFO." + legacy)["config"]
     api(cluster.url, "STREAM.UPDATE." + legacy, dict(cfg, subjects=["%s.core.>" % prefix]))  # the gap
     created = api(cluster.url, "STREAM.CREATE." + third, {"name": third, "subjects": ["%s.vendor.x.*" % prefix],
-                                                         "num_replicas": 1})
+                                                          "num_replicas": 1})
     assert "error" not in created, created
     try:
         before = api(cluster.url, "STREAM.INFO." + legacy)["config"]
