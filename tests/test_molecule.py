@@ -24,6 +24,9 @@ def test_molecule_scenario(scenario):
                PATH="%s:%s" % (BIN, os.environ.get("PATH", "")),
                ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                AA_LAB_INVENTORY=os.environ.get("AA_LAB_INVENTORY", str(REPO / "inventories" / "lab" / "hosts.yml")),
+               # Molecule adds its own inventory, which would move the lab's default directory (derived from
+               # inventory_dir); the playbooks a scenario runs itself must find the same lab.
+               AA_LAB_DIR=os.environ.get("AA_LAB_DIR", str(REPO / ".lab")),
                ANSIBLE_FORCE_COLOR="0", NO_COLOR="1", PY_COLORS="0")
     log = REPO / ".lab-logs" / ("molecule-%s.log" % scenario)
     log.parent.mkdir(exist_ok=True)
