@@ -68,9 +68,9 @@ def move(js, subjects, from_stream, to_stream):
     """Remove ``subjects`` from ``from_stream`` and add them to ``to_stream``; returns timings and seqs."""
     src = _require(js, from_stream)["config"]
     dst = _require(js, to_stream)["config"]
+    dst_own = _own_subjects({"config": dst})
     src_new = dict(src, subjects=[s for s in _own_subjects({"config": src}) if s not in subjects])
-    dst_new = dict(dst, subjects=_own_subjects({"config": dst}) + [s for s in subjects
-                                                                   if s not in _own_subjects({"config": dst})])
+    dst_new = dict(dst, subjects=dst_own + [s for s in subjects if s not in dst_own])
     started = time.monotonic()
     removed = _update(js, src_new)
     removed_at = time.monotonic()
