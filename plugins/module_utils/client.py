@@ -225,6 +225,10 @@ class JetStreamClient(object):
         """Info of every stream (optionally only those listening on ``subject``)."""
         return self._paged("STREAM.LIST", "streams", {"subject": subject} if subject else None)
 
+    def stream_names(self, subject=None):
+        """Names of every stream (optionally only those with a subject that overlaps ``subject``)."""
+        return self._paged("STREAM.NAMES", "streams", {"subject": subject} if subject else None)
+
     def consumers(self, stream):
         return self._paged("CONSUMER.LIST.%s" % stream, "consumers")
 

@@ -322,16 +322,23 @@ def immutable_violations(live, desired, version):
     return out
 
 
-def find_overlaps(js, name, subjects):
-    """{other stream: [(mine, theirs)]} for every other stream whose subjects collide with ours."""
+def find_overlaps(js, name, subjects, ignore=()):
+    """{other stream: [(mine, theirs)]} for every other stream whose subjects collide with ours.
+
+    The server filters stream names by subject overlap (``STREAM.NAMES`` with ``subject``, wildcards
+    included), so this costs one request per subject plus one ``STREAM.INFO`` per colliding stream,
+    whatever the number of streams in the account. ``ignore`` names further streams to leave out.
+    """
+    candidates = set()
+    for subject in subjects or []:
+        candidates.update(js.stream_names(subject))
     found = {}
-    for info in js.streams():
-        cfg = info.get("config") or {}
-        if cfg.get("name") == name:
-            continue
+    for other in sorted(candidates - {name} - set(ignore)):
+        info = js.stream_info(other)  # None: deleted since the names were listed
+        cfg = (info or {}).get("config") or {}
         pairs = overlapping(subjects, cfg.get("subjects"))
         if pairs:
-            found[cfg.get("name")] = pairs
+            found[other] = pairs
     return found
 
 

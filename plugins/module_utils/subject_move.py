@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
-from ansible_collections.athlete_ally.nats.plugins.module_utils.stream import overlapping
+from ansible_collections.athlete_ally.nats.plugins.module_utils.stream import find_overlaps
 
 
 def _require(js, name):
@@ -54,12 +54,11 @@ def plan(js, subjects, from_stream, to_stream, drop_sources):
         raise JetStreamError("streams %s and %s both list %s; fix the topology by hand before a move"
                              % (from_stream, to_stream, stray))
     add = [s for s in subjects if s not in in_dst]
-    for other in js.streams() if add else []:
-        name = other["config"]["name"]
-        hits = overlapping(add, other["config"].get("subjects")) if name not in (from_stream, to_stream) else []
-        if hits:
-            raise JetStreamError("cannot move %s to %s: stream %s also listens on %s; nothing was changed"
-                                 % (subjects, to_stream, name, ", ".join("%s ~ %s" % h for h in hits)))
+    clashes = find_overlaps(js, to_stream, add, ignore=(from_stream,))
+    if clashes:
+        name, hits = min(clashes.items())
+        raise JetStreamError("cannot move %s to %s: stream %s also listens on %s; nothing was changed"
+                             % (subjects, to_stream, name, ", ".join("%s ~ %s" % h for h in hits)))
     pending_sources = _sources_from(dst, from_stream) if drop_sources else []
     return dict(src=src, dst=dst, remove=in_src, add=add, drop_sources=pending_sources)
 
