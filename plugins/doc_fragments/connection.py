@@ -52,6 +52,19 @@ options:
     description: Seconds to wait for each JetStream API reply.
     type: float
     default: 5.0
+  retry_budget:
+    description:
+      - Seconds during which transient cluster failures are retried, with exponential backoff (0.25s doubling
+        to 2s), for example while a stream or meta leader is being elected after a node died (E(NATS_RETRY_BUDGET)).
+      - Retried are request timeouts, no responders while JetStream restarts, a lost connection (the client
+        reconnects to another server in O(servers)) and the server's C(JetStream system temporarily unavailable),
+        C(JetStream cluster can not handle request), C(no suitable peers), C(incomplete results) and
+        C(too many requests) replies.
+      - Reads are retried freely; a write is sent again only when the failure proves it was not applied, or after
+        re-reading the state showed it was not. Other server errors (such as overlapping subjects) are never retried.
+      - Each retry is reported as a warning. V(0) disables retries.
+    type: float
+    default: 30.0
   domain:
     description: JetStream domain; the API prefix becomes C($JS.<domain>.API) (E(NATS_JS_DOMAIN)).
     type: str

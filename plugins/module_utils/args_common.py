@@ -24,6 +24,7 @@ def jetstream_argument_spec():
         tls_hostname=dict(type="str"),
         connect_timeout=dict(type="float", default=5.0),
         request_timeout=dict(type="float", default=5.0),
+        retry_budget=dict(type="float", default=30.0, fallback=(env_fallback, ["NATS_RETRY_BUDGET"])),
         domain=dict(type="str", fallback=(env_fallback, ["NATS_JS_DOMAIN"])),
         api_prefix=dict(type="str", fallback=(env_fallback, ["NATS_JS_API_PREFIX"])),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 
 try:
     import nats
@@ -23,8 +24,97 @@ except ImportError as exc:  # pragma: no cover - reported by the module
     HAS_NATS = False
     NATS_IMPORT_ERROR = exc
 
-STREAM_NOT_FOUND = 10059
-CONSUMER_NOT_FOUND = 10014
+# JetStream API err_codes, as listed in nats-server's server/errors.json (constant names in comments).
+# Every module imports them from here.
+CLUSTER_INCOMPLETE = 10004  # JSClusterIncompleteErr, 503 "incomplete results"
+CLUSTER_NO_PEERS = 10005  # JSClusterNoPeersErrF, 400 "no suitable peers for placement" (a node is down)
+CLUSTER_NOT_ASSIGNED = 10007  # JSClusterNotAssignedErr, 500 "JetStream cluster not assigned to this server"
+CLUSTER_NOT_AVAILABLE = 10008  # JSClusterNotAvailErr, 503 "JetStream system temporarily unavailable"
+CLUSTER_NOT_LEADER = 10009  # JSClusterNotLeaderErr, 500 "JetStream cluster can not handle request"
+CONSUMER_NOT_FOUND = 10014  # JSConsumerNotFoundErr, 404
+STREAM_NAME_IN_USE = 10058  # JSStreamNameExistErr, 400 "stream name already in use with a different configuration"
+STREAM_NOT_FOUND = 10059  # JSStreamNotFoundErr, 404
+STREAM_SUBJECT_OVERLAP = 10065  # JSStreamSubjectOverlapErr, 400 "subjects overlap with an existing stream"
+CONSUMER_ALREADY_EXISTS = 10148  # JSConsumerAlreadyExists, 400 (action create on an existing consumer)
+CONSUMER_DOES_NOT_EXIST = 10149  # JSConsumerDoesNotExist, 400 (action update on a missing consumer)
+TOO_MANY_REQUESTS = 10167  # JSStreamTooManyRequests, 429 "too many requests"
+
+# Error replies that mean "no leader yet / cluster temporarily unavailable": the server refused the request
+# without applying it, so it may be sent again. Everything else the server answers is definitive.
+TRANSIENT_ERR_CODES = frozenset([CLUSTER_INCOMPLETE, CLUSTER_NO_PEERS, CLUSTER_NOT_ASSIGNED, CLUSTER_NOT_AVAILABLE,
+                                 CLUSTER_NOT_LEADER, TOO_MANY_REQUESTS])
+
+# API names (after the prefix) that only read: retried freely. Anything else is a write.
+READ_APIS = ("INFO", "STREAM.INFO", "STREAM.LIST", "STREAM.NAMES", "CONSUMER.INFO", "CONSUMER.LIST",
+             "CONSUMER.NAMES", "STREAM.MSG.GET", "DIRECT.GET")
+
+DEFAULT_RETRY_BUDGET = 30.0
+BACKOFF_FIRST = 0.25
+BACKOFF_MAX = 2.0
+
+# What a failed attempt says about the request (see classify()).
+NOT_APPLIED = "not applied"  # transient, and the server certainly did not apply it: safe to send again
+UNKNOWN = "outcome unknown"  # timed out / connection lost after sending: a write may have taken effect
+DEFINITIVE = "definitive"  # the server's final answer: never retried
+
+
+def is_read(api):
+    """True when the JetStream API ``api`` (e.g. ``STREAM.INFO.ORDERS``) only reads."""
+    return any(api == name or api.startswith(name + ".") for name in READ_APIS)
+
+
+def classify(kind, err_code=None):
+    """What a failure of ``kind`` (timeout, no_responders, connection_lost, disconnected, api_error) means."""
+    if kind in ("timeout", "connection_lost"):
+        return UNKNOWN
+    if kind in ("no_responders", "disconnected"):
+        return NOT_APPLIED
+    if kind == "api_error" and err_code in TRANSIENT_ERR_CODES:
+        return NOT_APPLIED
+    return DEFINITIVE
+
+
+def may_retry(read, outcome, has_recheck):
+    """Whether a request may be attempted again after a failure with ``outcome``."""
+    if outcome == DEFINITIVE:
+        return False
+    if outcome == NOT_APPLIED or read:
+        return True
+    return bool(has_recheck)  # a write whose outcome is unknown: only after re-reading the state
+
+
+def backoff(retry, first=BACKOFF_FIRST, cap=BACKOFF_MAX):
+    """Seconds to wait before retry number ``retry`` (1, 2, ...): first, doubling, at most cap."""
+    return min(cap, first * (2 ** max(0, retry - 1)))
+
+
+def retry_plan(budget, elapsed, retry):
+    """The delay before retry number ``retry``, or None when it would not start inside ``budget`` seconds."""
+    if not budget or budget <= 0:
+        return None
+    delay = backoff(retry)
+    if elapsed + delay >= budget:
+        return None
+    return delay
+
+
+def fmt_seconds(value):
+    """30.0 -> "30", 0.25 -> "0.25" (for messages)."""
+    return "%g" % round(value, 2)
+
+
+def summarize_warnings(lines, cap=10):
+    """Identical lines once (with a count), at most ``cap`` lines, the rest summed up in a last line."""
+    counts, order = {}, []
+    for line in lines:
+        if line not in counts:
+            order.append(line)
+        counts[line] = counts.get(line, 0) + 1
+    out = ["%s (x%d)" % (line, counts[line]) if counts[line] > 1 else line for line in order]
+    if len(out) > cap:
+        rest = len(out) - (cap - 1)
+        out = out[:cap - 1] + ["... and %d more retry warnings (%d in all)" % (rest, len(lines))]
+    return out
 
 
 class JetStreamError(Exception):
@@ -48,6 +138,21 @@ class ApiError(JetStreamError):
         self.description = error.get("description", "")
         super().__init__("JetStream API %s failed: %s (code %s, err_code %s)"
                          % (api, self.description, self.code, self.err_code))
+        self.kind = "api_error"
+        self.short = "%s (err_code %s)" % (self.description, self.err_code)
+
+
+class TransportError(JetStreamError):
+    """A request that got no answer. ``kind``: timeout, no_responders, connection_lost or disconnected."""
+
+    def __init__(self, msg, kind, short):
+        super().__init__(msg)
+        self.kind = kind
+        self.short = short
+
+
+class RetryBudgetExhausted(JetStreamError):
+    """Transient failures (no leader, connection lost) lasted longer than ``retry_budget``."""
 
 
 def _tls_context(params):
@@ -67,6 +172,51 @@ def _split_servers(servers):
     return out
 
 
+def config_holds(want, live):
+    """True when every field of ``want`` has the same value in ``live`` (dicts compared field by field)."""
+    if isinstance(want, dict):
+        return isinstance(live, dict) and all(k in live and config_holds(v, live[k]) for k, v in want.items())
+    return want == live
+
+
+def recheck_stream_config(name, config):
+    """``recheck`` for STREAM.CREATE/UPDATE: the stream's info when its live config already holds ``config``."""
+    def recheck(js):
+        info = js.stream_info(name)
+        return info if info and config_holds(config, info.get("config") or {}) else None
+    return recheck
+
+
+def recheck_stream_deleted(name):
+    """``recheck`` for STREAM.DELETE: the server's success reply when the stream is gone."""
+    def recheck(js):
+        return {"success": True} if js.stream_info(name) is None else None
+    return recheck
+
+
+def recheck_consumer_config(stream, name, config):
+    """``recheck`` for CONSUMER.CREATE: the consumer's info when its live config already holds ``config``."""
+    def recheck(js):
+        info = js.consumer_info(stream, name)
+        return info if info and config_holds(config, info.get("config") or {}) else None
+    return recheck
+
+
+def recheck_consumer_deleted(stream, name):
+    """``recheck`` for CONSUMER.DELETE: the server's success reply when the consumer is gone."""
+    def recheck(js):
+        return {"success": True} if js.consumer_info(stream, name) is None else None
+    return recheck
+
+
+def _leader_hint(api):
+    if api.startswith(("STREAM.INFO.", "STREAM.MSG.", "DIRECT.", "STREAM.PURGE.")):
+        return "no stream leader?"
+    if api.startswith(("CONSUMER.INFO.", "CONSUMER.PAUSE.", "CONSUMER.LIST.", "CONSUMER.NAMES.")):
+        return "no stream or consumer leader?"
+    return "no meta leader?"
+
+
 class JetStreamClient(object):
     """Use as a context manager: ``with JetStreamClient(module.params) as js: js.request(...)``."""
 
@@ -80,9 +230,15 @@ class JetStreamClient(object):
         else:
             self.prefix = "$JS.API"
         self.timeout = params.get("request_timeout") or 5.0
+        budget = params.get("retry_budget")
+        self.retry_budget = max(0.0, float(DEFAULT_RETRY_BUDGET if budget is None else budget))
+        self.warnings = []  # one line per retry; runner.run_module hands them to module.warn()
         self.loop = None
         self.nc = None
         self._last_error = None
+        self._lost = None  # set when the current connection closes (the server we talk to went away)
+        self._budget_start = None  # monotonic start of the outermost request's retry budget
+        self._js_answered = False  # some JetStream API reply was received in this run
 
     # -- connection -------------------------------------------------------------------------
     def __enter__(self):
@@ -100,13 +256,21 @@ class JetStreamClient(object):
         return ",".join(self.servers)
 
     def connect(self):
+        """First connection: fails at once, in one line, when no server in ``servers`` is reachable."""
         if not self.servers:
             raise JetStreamError("no NATS server given: set 'servers' or NATS_URL")
         self.loop = asyncio.new_event_loop()
+        self.nc = self._open()
+
+    def _open(self):
         p = self.params
+        lost = asyncio.Event()
 
         async def on_error(exc):
             self._last_error = exc
+
+        async def on_closed():
+            lost.set()
 
         try:
             tls = _tls_context(p)
@@ -117,15 +281,35 @@ class JetStreamClient(object):
             servers=self.servers, connect_timeout=p.get("connect_timeout") or 5.0,
             # nats-py treats max_reconnect_attempts=0 as "retry forever" while picking a server for the
             # first connect (a closed port hung the task); 1 = one retry per server, then NoServersError.
+            # No automatic reconnect: nats-py would replay buffered writes; request() reconnects itself.
             allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=on_error,
+            disconnected_cb=on_closed, closed_cb=on_closed,
             name="athlete_ally.nats", tls=tls, tls_hostname=p.get("tls_hostname"),
             user=p.get("user"), password=p.get("password"), token=p.get("token"),
             user_credentials=p.get("creds_file"), nkeys_seed_str=p.get("nkey_seed"),
         )
+        self._last_error = None
         try:
-            self.nc = self.loop.run_until_complete(nats.connect(**options))
+            nc = self.loop.run_until_complete(nats.connect(**options))
         except Exception as exc:  # nats-py raises many unrelated types; classify them once here
             raise JetStreamError(self._connect_failure(self._last_error or exc))
+        self._lost = lost
+        return nc
+
+    def _reconnect(self):
+        """A new connection to any server in ``servers`` after the current one closed."""
+        old, self.nc = self.nc, None
+        if old is not None and not old.is_closed:
+            try:
+                self.run(old.close())
+            except Exception:  # the old connection is gone either way
+                pass
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+        try:
+            self.nc = self._open()
+        except JetStreamError as exc:
+            raise TransportError(str(exc), "disconnected", "cannot reconnect (%s)" % exc)
 
     def _connect_failure(self, exc):
         where = ",".join(self.servers)
@@ -158,28 +342,65 @@ class JetStreamClient(object):
         return self.loop.run_until_complete(coro)
 
     # -- raw requests -----------------------------------------------------------------------
+    async def _watched_request(self, subject, payload, timeout, headers):
+        """nats-py's request, but ended as soon as the connection closes (nats-py would wait the timeout)."""
+        nc, lost = self.nc, self._lost
+        req = asyncio.ensure_future(nc.request(subject, payload, timeout=timeout, headers=headers))
+        if lost is None:
+            return await req
+        watch = asyncio.ensure_future(lost.wait())
+        try:
+            done, _pending = await asyncio.wait([req, watch], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if req in done:
+            return req.result()
+        req.cancel()
+        try:
+            await req
+        except (asyncio.CancelledError, Exception):  # the request is abandoned with its connection
+            pass
+        return None
+
     def raw_request(self, subject, payload=b"", headers=None, timeout=None):
         """Request/reply on any subject; maps transport failures to one-line errors."""
         timeout = timeout or self.timeout
+        if self.nc is None or self.nc.is_closed:
+            raise TransportError("request %s not sent: the connection to %s is closed" % (subject, self.where),
+                                 "disconnected", "connection closed")
+        where = self.where
         try:
-            return self.run(self.nc.request(subject, payload, timeout=timeout, headers=headers))
+            msg = self.run(self._watched_request(subject, payload, timeout, headers))
         except nats_errors.NoRespondersError:
             if subject.startswith(self.prefix):
-                raise JetStreamError("JetStream is not enabled at %s for this account (no responder on %s); "
+                raise TransportError("JetStream is not enabled at %s for this account (no responder on %s); "
                                      "enable jetstream in the server config or check domain/api_prefix"
-                                     % (self.where, subject))
-            raise JetStreamError("no stream or service listens on %s at %s" % (subject, self.where))
+                                     % (self.where, subject), "no_responders", "no JetStream responder at %s"
+                                     % self.where)
+            raise TransportError("no stream or service listens on %s at %s" % (subject, self.where),
+                                 "no_responders", "no responder at %s" % self.where)
         except (nats_errors.TimeoutError, asyncio.TimeoutError):
-            raise JetStreamError("request %s to %s timed out after %ss; raise request_timeout or check that "
-                                 "the stream has a leader (cluster quorum)" % (subject, self.where, timeout))
+            raise TransportError("request %s to %s timed out after %ss; raise request_timeout or check that "
+                                 "the stream has a leader (cluster quorum)" % (subject, self.where, timeout),
+                                 "timeout", "timed out after %ss" % timeout)
+        except nats_errors.ConnectionClosedError:
+            raise TransportError("request %s to %s failed: the connection closed" % (subject, where),
+                                 "connection_lost", "connection to %s lost" % where)
         except nats_errors.Error as exc:
             raise JetStreamError("request %s to %s failed: %s" % (subject, self.where, exc))
+        if msg is None:
+            raise TransportError("request %s to %s failed: the connection closed while waiting for the reply "
+                                 "(server down?)" % (subject, where), "connection_lost",
+                                 "connection to %s lost" % where)
+        return msg
 
-    def request(self, api, payload=None, timeout=None):
-        """JetStream API call: ``api`` is the part after the prefix, e.g. ``STREAM.INFO.ORDERS``."""
+    def _request_once(self, api, payload, timeout):
+        if self.nc is None or self.nc.is_closed:
+            self._reconnect()
         subject = "%s.%s" % (self.prefix, api)
         body = b"" if payload is None else json.dumps(payload).encode()
         msg = self.raw_request(subject, body, timeout=timeout)
+        self._js_answered = True
         try:
             reply = json.loads(msg.data or b"{}")
         except ValueError:
@@ -187,6 +408,74 @@ class JetStreamClient(object):
         if isinstance(reply, dict) and reply.get("error"):
             raise ApiError(api, reply["error"])
         return reply
+
+    def request(self, api, payload=None, timeout=None, recheck=None):
+        """JetStream API call: ``api`` is the part after the prefix, e.g. ``STREAM.INFO.ORDERS``.
+
+        Transient failures (timeout, no responders, lost connection, "no leader"/"temporarily unavailable"
+        replies) are retried with exponential backoff for up to ``retry_budget`` seconds, which requests made
+        meanwhile (``recheck``) share. Reads (see READ_APIS) are always retried. A write whose outcome is
+        unknown (timed out, connection lost after sending) is sent again only when ``recheck(js)`` is given:
+        it re-reads the state and returns the reply to use when the write did take effect, else None (then
+        the write is resent). Without ``recheck`` a write is retried only when the failure proves it was not
+        applied. Definitive server errors are never retried. Each retry adds a line to ``self.warnings``.
+        """
+        own = self._budget_start is None
+        if own:
+            self._budget_start = time.monotonic()
+        try:
+            return self._request_retrying(api, payload, timeout, recheck)
+        finally:
+            if own:
+                self._budget_start = None
+
+    def _jetstream_expected(self):
+        """Whether "no responders" can be passing: JetStream answered before, or the server announces it."""
+        if self._js_answered:
+            return True
+        info = getattr(self.nc, "_server_info", None) or {}
+        return bool(info.get("jetstream")) and self.prefix == "$JS.API"
+
+    def _request_retrying(self, api, payload, timeout, recheck):
+        read = is_read(api)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return self._request_once(api, payload, timeout)
+            except (ApiError, TransportError) as exc:
+                outcome = classify(exc.kind, getattr(exc, "err_code", None))
+                if exc.kind == "no_responders" and not self._jetstream_expected():
+                    outcome = DEFINITIVE  # JetStream is off here or domain/api_prefix is wrong: not passing
+                if self.retry_budget <= 0 or outcome == DEFINITIVE:
+                    raise
+                if not may_retry(read, outcome, recheck is not None):
+                    raise JetStreamError("%s; not resent because the write's outcome is unknown: re-read the state "
+                                         "before running the task again" % exc, **exc.result)
+                elapsed = time.monotonic() - self._budget_start
+                delay = retry_plan(self.retry_budget, elapsed, attempts)
+                if delay is None:
+                    raise self._exhausted(api, exc, attempts, elapsed)
+                what = "%s: %s" % (api, exc.short)
+                if exc.kind == "timeout":
+                    what += " (%s)" % _leader_hint(api)
+                if recheck is not None and outcome == UNKNOWN:
+                    what += "; outcome unknown, re-read the state before retrying"
+                self.warnings.append("%s; retrying in %ss (%.1fs of the %ss retry budget used)"
+                                     % (what, fmt_seconds(delay), elapsed, fmt_seconds(self.retry_budget)))
+                time.sleep(delay)
+            if recheck is not None:
+                reply = recheck(self)
+                if reply is not None:
+                    self.warnings.append("%s: the re-read shows the write took effect; not sent again" % api)
+                    return reply
+
+    def _exhausted(self, api, exc, attempts, elapsed):
+        result = dict(exc.result, retry_attempts=attempts)
+        return RetryBudgetExhausted(
+            "JetStream API %s at %s still failing after %d attempts in %.1fs (retry_budget %ss); last error: %s; "
+            "raise retry_budget or check that the cluster has quorum and the stream has a leader"
+            % (api, self.where, attempts, elapsed, fmt_seconds(self.retry_budget), exc.short), **result)
 
     # -- common lookups ---------------------------------------------------------------------
     def account_info(self):

@@ -20,12 +20,8 @@ import re
 import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import config_diff, durations
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import ApiError, JetStreamError
-
-CONSUMER_ALREADY_EXISTS = 10148
-CONSUMER_DOES_NOT_EXIST = 10149
-CONSUMER_NOT_FOUND = 10014
-STREAM_NOT_FOUND = 10059
+from ansible_collections.athlete_ally.nats.plugins.module_utils.client import (
+    CONSUMER_ALREADY_EXISTS, CONSUMER_DOES_NOT_EXIST, CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, ApiError, JetStreamError)
 
 PAUSE_MIN_VERSION = (2, 11, 0)
 NAMED_API_MIN_VERSION = (2, 9, 0)
