@@ -123,6 +123,52 @@ class NatsCluster(object):
             time.sleep(0.2)
         raise RuntimeError("cluster %s not ready after %ss: %r; logs in %s" % (self.name, timeout, last, self.workdir))
 
+    def kill_node(self, i):
+        """SIGKILL node ``i``: no clean shutdown, its peers must notice and elect new leaders."""
+        proc = self.procs.pop(i, None)
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def node_index(self, name):
+        """Index of the node called ``name`` (as JetStream reports it, e.g. a stream's leader)."""
+        return [self.node_name(i) for i in range(self.size)].index(name)
+
+    def live_urls(self):
+        return [self.urls[i] for i in sorted(self.procs) if self.procs[i].poll() is None]
+
+    def js_api(self, subject, body=None, timeout=2, **connect):
+        """``$JS.API.<subject>`` through any live node; the JSON reply (which may hold an error)."""
+        import json
+
+        async def go():
+            nc = await nats.connect(self.live_urls(), connect_timeout=1, error_cb=_quiet, allow_reconnect=False,
+                                    max_reconnect_attempts=1, **connect)
+            try:
+                msg = await nc.request("$JS.API." + subject, b"" if body is None else json.dumps(body).encode(),
+                                       timeout=timeout)
+                return json.loads(msg.data)
+            finally:
+                await nc.close()
+        return asyncio.run(go())
+
+    def wait_stream_healthy(self, stream, timeout=60, **connect):
+        """Until ``stream`` has a leader and every replica is current and online; its cluster info."""
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            try:
+                last = self.js_api("STREAM.INFO." + stream, **connect)
+                cl = last.get("cluster") or {}
+                replicas = cl.get("replicas") or []
+                if cl.get("leader") and len(replicas) == last["config"]["num_replicas"] - 1 and \
+                        all(r.get("current") and not r.get("offline") for r in replicas):
+                    return cl
+            except Exception as exc:  # no leader / node restarting: ask again
+                last = exc
+            time.sleep(0.2)
+        raise RuntimeError("stream %s not healthy after %ss: %r; logs in %s" % (stream, timeout, last, self.workdir))
+
     def __enter__(self):
         return self.start()
 
