@@ -5,6 +5,9 @@
   lab/faults.py stop-nats n2          graceful stop of n2
   lab/faults.py restart-nats n2       start n2 again (or restart it if running)
   lab/faults.py kill-leader STREAM    SIGKILL the node leading STREAM; prints which
+  lab/faults.py kill-server-of CLIENT SIGKILL the node(s) the NATS client named CLIENT is connected to
+                                      (e.g. normalize-service); prints which
+  lab/faults.py server-of CLIENT      which node(s) the NATS client named CLIENT is connected to
   lab/faults.py stop-postgres | start-postgres
   lab/faults.py kill-normalize [PROGRAM]     SIGKILL normalize-service (stays down)
   lab/faults.py restart-normalize [PROGRAM]  start/restart it
@@ -78,17 +81,36 @@ def stream_leader(env, stream):
     return asyncio.run(run())
 
 
+def server_of(env, client):
+    """Names of the nodes holding a connection of the NATS client named ``client`` (monitoring /connz)."""
+    import urllib.request
+    nodes = env["NATS_NODES"].split(",")
+    urls = env["NATS_MONITOR_URLS"].split(",")
+    found = []
+    for node, url in zip(nodes, urls):
+        try:
+            with urllib.request.urlopen(url + "/connz?limit=1024", timeout=3) as resp:
+                connz = json.loads(resp.read())
+        except OSError:
+            continue  # node down: nobody is connected to it
+        if any(c.get("name") == client for c in connz.get("connections") or []):
+            found.append(node)
+    return found
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", help="lab env file (default .lab/env)")
     ap.add_argument("action", choices=["kill-nats", "stop-nats", "restart-nats", "kill-leader", "stop-postgres",
-                                       "start-postgres", "kill-normalize", "restart-normalize", "status"])
+                                       "start-postgres", "kill-normalize", "restart-normalize", "kill-server-of",
+                                       "server-of", "status"])
     ap.add_argument("target", nargs="?")
     args = ap.parse_args(argv)
     env = labenv.load(args.env)
     a, t = args.action, args.target
-    if a in ("kill-nats", "stop-nats", "restart-nats", "kill-leader") and not t:
-        ap.error("%s needs a %s" % (a, "STREAM" if a == "kill-leader" else "node name (%s)" % env.get("NATS_NODES")))
+    if a in ("kill-nats", "stop-nats", "restart-nats", "kill-leader", "kill-server-of", "server-of") and not t:
+        what = {"kill-leader": "STREAM", "kill-server-of": "CLIENT name", "server-of": "CLIENT name"}
+        ap.error("%s needs a %s" % (a, what.get(a) or "node name (%s)" % env.get("NATS_NODES")))
     if a == "kill-nats":
         res = kill(env, "nats-" + t)
     elif a == "stop-nats":
@@ -98,6 +120,15 @@ def main(argv=None):
     elif a == "kill-leader":
         leader = stream_leader(env, t)
         res = dict(kill(env, "nats-" + leader), stream=t, leader=leader)
+    elif a == "server-of":
+        res = {"client": t, "nodes": server_of(env, t)}
+    elif a == "kill-server-of":
+        nodes = server_of(env, t)
+        if not nodes:
+            raise SystemExit("no NATS node has a connection named %s" % t)
+        kills = [kill(env, "nats-" + n) for n in nodes]
+        res = {"client": t, "nodes": nodes, "kills": kills, "rc": max(k["rc"] for k in kills),
+               "after": ",".join(k["after"] for k in kills)}
     elif a == "stop-postgres":
         res = stop(env, "postgres")
     elif a == "start-postgres":

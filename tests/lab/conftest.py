@@ -79,6 +79,45 @@ class Lab(object):
         from lab import ledger as ledger_mod
         return ledger_mod.check(str(ledger), self.env, settle_s=settle_s, out=str(ledger) + ".report.json")
 
+    # -- JetStream ----------------------------------------------------------------------------------
+    def js(self, subject, body=None, system=False):
+        """``$JS.API.<subject>`` (raw JSON); retried while the cluster cannot answer (node restarting)."""
+        from tests.support.jsapi import api
+        user, password = (self.env["NATS_SYSTEM_USER"], self.env["NATS_SYSTEM_PASSWORD"]) if system else \
+            (self.env["NATS_USER"], self.env["NATS_PASSWORD"])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reply = api(self.env["NATS_URL"], subject, body, user=user, password=password, connect_timeout=3)
+            except Exception:  # noqa: BLE001 - timeouts/no responders while a leader is elected
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+                continue
+            if reply.get("error", {}).get("code") == 503 and time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
+            return reply
+
+    def move_vendor_to_vendor_hot(self):
+        """Mid-migration shape (after phase 2's cut-over of vendor.>): AA_VENDOR_HOT owns vendor.> and has its
+        own normalize-oura; ATHLETE_ALLY_EVENTS keeps athlete-ally.>, sleep.* and its (drained) normalize-oura."""
+        legacy = self.js("STREAM.INFO.ATHLETE_ALLY_EVENTS")["config"]
+        if "vendor.>" in legacy["subjects"]:
+            legacy["subjects"] = [s for s in legacy["subjects"] if s != "vendor.>"]
+            res = self.js("STREAM.UPDATE.ATHLETE_ALLY_EVENTS", legacy)
+            assert "error" not in res, res
+        res = self.js("STREAM.CREATE.AA_VENDOR_HOT", {
+            "name": "AA_VENDOR_HOT", "subjects": ["vendor.>"], "storage": "file", "retention": "limits",
+            "max_age": 48 * 3600 * 10 ** 9, "num_replicas": 3, "duplicate_window": 120 * 10 ** 9})
+        assert "error" not in res or res["error"].get("err_code") == 10058, res
+        oura = next(c for c in LAB_VARS["lab_consumers"] if c["name"] == "normalize-oura")
+        res = self.js("CONSUMER.CREATE.AA_VENDOR_HOT.normalize-oura", {"stream_name": "AA_VENDOR_HOT", "config": {
+            "durable_name": "normalize-oura", "filter_subject": oura["filter_subject"], "ack_policy": "explicit",
+            "ack_wait": 15 * 10 ** 9, "max_deliver": oura["max_deliver"], "deliver_policy": "all",
+            "replay_policy": "instant"}})
+        assert "error" not in res, res
+
     def sql(self, query, params=()):
         import psycopg2
         conn = psycopg2.connect(self.env["DATABASE_URL"], connect_timeout=5)
