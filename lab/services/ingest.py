@@ -127,6 +127,8 @@ class Ingest(object):
                 maybe_stored, last = True, "NATS connection: %s" % exc.__class__.__name__
             except nats_errors.Error as exc:  # anything else from the client: it may have reached the stream
                 maybe_stored, last = True, "%s: %s" % (exc.__class__.__name__, exc)
+            except Exception as exc:  # noqa: BLE001 - client internals mid-reconnect: may have been sent, retry
+                maybe_stored, last = True, "%s: %s" % (exc.__class__.__name__, exc)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PublishFailed(last, "unknown" if maybe_stored else "failed", attempts)

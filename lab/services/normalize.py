@@ -17,9 +17,11 @@ import json
 import math
 import os
 import sys
+import time
 
 import psycopg2
 from nats import errors as nats_errors
+from nats.js import errors as js_errors
 from prometheus_client import Counter, start_http_server
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -84,7 +86,32 @@ def store_vendor(db, event):
                 json.dumps(event.get("data") or {})))
 
 
+# JetStream answers that mean "this stream / consumer does not exist" (any other failure may be transient).
+STREAM_NOT_FOUND = 10059
+CONSUMER_NOT_FOUND = 10014
+
+
+def _absent(exc):
+    return isinstance(exc, js_errors.NotFoundError) and exc.err_code in (STREAM_NOT_FOUND, CONSUMER_NOT_FOUND)
+
+
+class Unavailable(Exception):
+    """A candidate stream that may hold the durable did not answer (leader election, no quorum, reconnect)."""
+
+    def __init__(self, stream, why):
+        super().__init__("%s: %s" % (stream, why))
+        self.stream = stream
+        self.why = why
+
+
 class Worker(object):
+    """One durable: bind, fetch, process; survives any exception (re-binds with backoff) and detects a stall.
+
+    A leader election or a dead server must not move the binding: after such a loss the worker re-binds to the
+    stream it was on, waiting for it as long as it takes, and a bind round never skips a candidate that did not
+    answer (only one that answered "not found") - otherwise the drained legacy consumer, whose leader may come
+    back first, would win and the new stream's consumer would be left with nobody pulling."""
+
     def __init__(self, svc, durable, store, is_hrv):
         self.svc = svc
         self.log = svc.log
@@ -95,60 +122,125 @@ class Worker(object):
         self.stream = None
         self.sub = None
         self.max_deliver = 5
+        self.sticky = None  # the stream to re-bind to after a transient loss
+        self.backoff = self.svc.bind_backoff_min
+        self.last_progress = 0.0
+
+    async def _bind_to(self, stream):
+        """Bind to ``stream``; True when bound, False when it answered "not found"; raises Unavailable."""
+        js = self.svc.js
+        try:
+            info = await js.consumer_info(stream, self.durable, timeout=self.svc.api_timeout)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if _absent(exc):
+                self.log.warning("%s Failed to bind to %s: %s", self.durable, stream, _why(exc))
+                return False
+            raise Unavailable(stream, _why(exc))
+        try:
+            self.sub = await js.pull_subscribe_bind(durable=self.durable, stream=stream)
+        except Exception as exc:  # noqa: BLE001 - connection trouble between the two calls
+            raise Unavailable(stream, _why(exc))
+        self.stream = stream
+        self.max_deliver = info.config.max_deliver if info.config.max_deliver and info.config.max_deliver > 0 else 0
+        self.last_progress = time.monotonic()
+        self.log.info("%s bound to %s (mode=%s, max_deliver=%s)", self.durable, stream, self.svc.mode,
+                      self.max_deliver)
+        return True
 
     async def bind(self):
-        """One bind round over the candidates; True when bound."""
-        js = self.svc.js
+        """One bind round; True when bound. Raises Unavailable when a candidate that may hold the durable did not
+        answer (the round is repeated later, with backoff, instead of falling through to a lower candidate)."""
+        if self.sticky:
+            if await self._bind_to(self.sticky):
+                return True
+            self.log.warning("%s: %s no longer holds it; choosing again among %s", self.durable, self.sticky,
+                             ",".join(self.svc.candidates))
+            self.sticky = None
         candidates = self.svc.candidates
         if self.svc.mode == "single":
             candidates = candidates[:1]
         for stream in candidates:
-            try:
-                info = await js.consumer_info(stream, self.durable)
-                self.sub = await js.pull_subscribe_bind(durable=self.durable, stream=stream)
-            except Exception as exc:  # noqa: BLE001 - stream/consumer missing, no quorum, timeouts
-                self.log.warning("%s Failed to bind to %s: %s", self.durable, stream, _why(exc))
-                continue
-            self.stream = stream
-            self.max_deliver = info.config.max_deliver if info.config.max_deliver and info.config.max_deliver > 0 else 0
-            self.log.info("%s bound to %s (mode=%s, max_deliver=%s)", self.durable, stream, self.svc.mode,
-                          self.max_deliver)
-            return True
+            if await self._bind_to(stream):
+                return True
         self.stream = None
         return False
 
     async def run(self):
         while not self.svc.stopping:
-            if self.sub is None:
-                if not await self.bind():
-                    await asyncio.sleep(1)
-                    continue
             try:
-                msgs = await self.sub.fetch(batch=50, timeout=1)
-            except (nats_errors.TimeoutError, asyncio.TimeoutError):
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - nothing may end this loop but stop()
+                self.log.exception("%s unexpected %s on %s; binding again in %.1fs", self.durable, _why(exc),
+                                   self.stream, self.backoff)
+                await self._lost(transient=True)
+
+    async def step(self):
+        if self.sub is None:
+            try:
+                bound = await self.bind()
+            except Unavailable as exc:
+                self.log.warning("%s cannot bind yet: %s did not answer (%s); not falling back, retrying in %.1fs",
+                                 self.durable, exc.stream, exc.why, self.backoff)
+                await self._sleep_backoff()
+                return
+            if not bound:  # no candidate holds the durable (yet): look again every second
+                await asyncio.sleep(1)
+                return
+            self.backoff = self.svc.bind_backoff_min
+        try:
+            msgs = await asyncio.wait_for(self.sub.fetch(batch=50, timeout=1), self.svc.fetch_guard)
+        except (nats_errors.TimeoutError, asyncio.TimeoutError):
+            await self._check_stall()
+            return
+        except (nats_errors.ConnectionClosedError, nats_errors.ConnectionReconnectingError,
+                nats_errors.StaleConnectionError):
+            await asyncio.sleep(0.5)
+            return
+        except Exception as exc:  # noqa: BLE001 - no responders (no consumer leader / deleted), API errors
+            self.log.warning("%s lost its consumer on %s (%s); binding again", self.durable, self.stream, _why(exc))
+            await self._lost(transient=True)
+            return
+        if msgs:
+            self.last_progress = time.monotonic()
+        for msg in msgs:
+            if self.svc.stopping:
+                await _quietly(msg.nak())  # hand it straight back: another instance (or our successor) takes it
                 continue
-            except (nats_errors.ConnectionClosedError, nats_errors.ConnectionReconnectingError,
-                    nats_errors.StaleConnectionError):
-                await asyncio.sleep(0.5)
-                continue
-            except Exception as exc:  # noqa: BLE001 - consumer deleted, leader change, ...
-                self.log.warning("%s lost its consumer on %s (%s); binding again", self.durable, self.stream, _why(exc))
-                await self._unbind()
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                if self.svc.stopping:
-                    await msg.nak()  # hand it straight back: another instance (or our successor) takes it
-                    continue
-                await self.handle(msg)
+            await self.handle(msg)
+
+    async def _check_stall(self):
+        """Nothing fetched for a while: if the consumer has messages for us, the subscription is dead - re-bind."""
+        if time.monotonic() - self.last_progress < self.svc.stall_s:
+            return
+        self.last_progress = time.monotonic()
+        try:
+            info = await self.svc.js.consumer_info(self.stream, self.durable, timeout=self.svc.api_timeout)
+        except Exception as exc:  # noqa: BLE001 - the next fetch tells what is wrong
+            self.log.warning("%s idle on %s and its consumer does not answer (%s)", self.durable, self.stream,
+                             _why(exc))
+            return
+        limit = info.config.max_ack_pending or 0
+        if info.num_pending > 0 and (limit <= 0 or info.num_ack_pending < limit):
+            self.log.warning("%s stalled on %s: %d pending but nothing fetched for %.0fs; re-subscribing",
+                             self.durable, self.stream, info.num_pending, self.svc.stall_s)
+            await self._lost(transient=True)
+
+    async def _lost(self, transient):
+        if transient and self.stream:
+            self.sticky = self.stream
+        await self._unbind()
+        await self._sleep_backoff()
+
+    async def _sleep_backoff(self):
+        await asyncio.sleep(self.backoff)
+        self.backoff = min(self.backoff * 2, self.svc.bind_backoff_max)
 
     async def _unbind(self):
         sub, self.sub, self.stream = self.sub, None, None
         if sub is not None:
-            try:
-                await sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - best effort
-                pass
+            await _quietly(sub.unsubscribe())
 
     async def handle(self, msg):
         stream = self.stream
@@ -170,7 +262,12 @@ class Worker(object):
         except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
             await self.fail(msg, stream, subject, delivered, exc)
             return
-        await msg.ack()
+        try:
+            await msg.ack()
+        except Exception as exc:  # noqa: BLE001 - stored already; redelivered after ack_wait, idempotent
+            self.log.warning("%s ack of %s seq %s failed (%s); it will be redelivered", self.durable, subject,
+                             _seq(msg), _why(exc))
+            return
         if self.is_hrv:
             HRV_TOTAL.labels("success", stream).inc()
         MSG_TOTAL.labels("processed", subject, stream).inc()
@@ -190,9 +287,9 @@ class Worker(object):
             except Exception as dexc:  # noqa: BLE001 - no DLQ stream yet: leave the message un-acked
                 self.log.error("%s DLQ publish for %s failed (%s); message stays un-acked on %s",
                                self.durable, subject, _why(dexc), stream)
-                await msg.nak(delay=5)
+                await _quietly(msg.nak(delay=5))
                 return
-            await msg.term()
+            await _quietly(msg.term())
             self.log.error("%s dead-lettered %s seq %s after %d deliveries: %s -> %s seq %s", self.durable,
                            subject, msg.metadata.sequence.stream, delivered, reason, ack.stream, ack.seq)
             if self.is_hrv:
@@ -205,10 +302,25 @@ class Worker(object):
             delay = self.svc.error_retry
         self.log.warning("%s delivery %d/%s of %s failed: %s; NAK, redelivery in %.1fs", self.durable, delivered,
                          self.max_deliver or "inf", subject, reason, delay)
-        await msg.nak(delay=delay)
+        await _quietly(msg.nak(delay=delay))
         if self.is_hrv:
             HRV_TOTAL.labels("retry", stream).inc()
         MSG_TOTAL.labels("retry", subject, stream).inc()
+
+
+async def _quietly(coro):
+    """An ack-type call whose failure only means a redelivery after ack_wait."""
+    try:
+        await coro
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _seq(msg):
+    try:
+        return msg.metadata.sequence.stream
+    except Exception:  # noqa: BLE001
+        return "?"
 
 
 def _why(exc):
@@ -230,6 +342,11 @@ class Normalize(object):
         self.db_retry_base = float(os.environ.get("DB_RETRY_BASE_S", "2"))
         self.db_retry_max = float(os.environ.get("DB_RETRY_MAX_S", "16"))
         self.error_retry = float(os.environ.get("ERROR_RETRY_S", "0.2"))
+        self.api_timeout = float(os.environ.get("JS_API_TIMEOUT_S", "5"))
+        self.bind_backoff_min = float(os.environ.get("BIND_BACKOFF_MIN_S", "0.5"))
+        self.bind_backoff_max = float(os.environ.get("BIND_BACKOFF_MAX_S", "5"))
+        self.stall_s = float(os.environ.get("STALL_CHECK_S", "10"))
+        self.fetch_guard = 10.0  # a fetch(timeout=1) that has not returned by then is stuck: abandon it
         self.stopping = False
         self.nc = self.js = None
         self.workers = []
@@ -240,7 +357,22 @@ class Normalize(object):
         self.nc = await connect_nats(self.log, self.name)
         self.js = self.nc.jetstream(timeout=5)
         self.workers = [Worker(self, HRV_DURABLE, store_hrv, True), Worker(self, OURA_DURABLE, store_vendor, False)]
-        self.tasks = [asyncio.ensure_future(w.run()) for w in self.workers]
+        self.tasks = [self._spawn(w) for w in self.workers]
+
+    def _spawn(self, worker):
+        """Run a worker; should its task ever end (it should not), log why and start it again."""
+        task = asyncio.ensure_future(worker.run())
+
+        def done(t):
+            if self.stopping or t.cancelled():
+                return
+            self.log.error("%s worker ended (%s); starting it again", worker.durable,
+                           _why(t.exception()) if t.exception() else "returned")
+            worker.sub = worker.stream = None
+            self.tasks[self.workers.index(worker)] = self._spawn(worker)
+
+        task.add_done_callback(done)
+        return task
 
     async def stop(self):
         # Finish the message in hand, NAK the rest of the batch, then leave (no un-acked message waits ack_wait).
@@ -255,7 +387,8 @@ class Normalize(object):
     async def health(self, _body):
         connected = self.nc is not None and self.nc.is_connected
         bound = {w.durable: w.stream for w in self.workers}
-        ok = connected and all(bound.values()) and bool(bound)
+        alive = all(not t.done() for t in self.tasks)
+        ok = connected and alive and all(bound.values()) and bool(bound)
         return (200 if ok else 503), {"status": "healthy" if ok else "degraded",
                                       "eventBus": "connected" if connected else "disconnected",
                                       "mode": self.mode, "candidates": self.candidates, "bindings": bound,
