@@ -43,6 +43,16 @@ def user_metadata(metadata):
     return {k: v for k, v in (metadata or {}).items() if not k.startswith(RESERVED_METADATA_PREFIX)}
 
 
+def own_subjects(cfg):
+    """The subjects a stream config lists itself. A stream left with none (and no sources or mirror) is given
+    its own name by the server; that stand-in is not a subject of its own."""
+    cfg = cfg or {}
+    subjects = list(cfg.get("subjects") or [])
+    if subjects == [cfg.get("name")] and not cfg.get("sources") and not cfg.get("mirror"):
+        return []
+    return subjects
+
+
 def merge_metadata(live, desired):
     """Desired metadata plus the live reserved keys, so an update never drops what the server set."""
     reserved = {k: v for k, v in (live or {}).items() if k.startswith(RESERVED_METADATA_PREFIX)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.config_diff import own_subjects
 from ansible_collections.athlete_ally.nats.plugins.module_utils.stream import find_overlaps
 
 
@@ -29,15 +30,6 @@ def _update(js, config):
     return js.request("STREAM.UPDATE.%s" % config["name"], config)
 
 
-def _own_subjects(info):
-    cfg = info["config"]
-    subjects = list(cfg.get("subjects") or [])
-    # A stream left without subjects (and without sources) is given its own name by the server.
-    if subjects == [cfg["name"]] and not cfg.get("sources") and not cfg.get("mirror"):
-        return []
-    return subjects
-
-
 def _sources_from(info, origin):
     return [s for s in info["config"].get("sources") or [] if s.get("name") == origin and not s.get("external")]
 
@@ -46,7 +38,7 @@ def plan(js, subjects, from_stream, to_stream, drop_sources):
     """Inspect both streams and decide what the move still has to do (nothing is written)."""
     src = _require(js, from_stream)
     dst = _require(js, to_stream)
-    src_subjects, dst_subjects = _own_subjects(src), _own_subjects(dst)
+    src_subjects, dst_subjects = own_subjects(src["config"]), own_subjects(dst["config"])
     in_src = [s for s in subjects if s in src_subjects]
     in_dst = [s for s in subjects if s in dst_subjects]
     stray = [s for s in src_subjects if s not in subjects and s in dst_subjects]
@@ -63,16 +55,32 @@ def plan(js, subjects, from_stream, to_stream, drop_sources):
     return dict(src=src, dst=dst, remove=in_src, add=add, drop_sources=pending_sources)
 
 
-def move(js, subjects, from_stream, to_stream):
-    """Remove ``subjects`` from ``from_stream`` and add them to ``to_stream``; returns timings and seqs."""
+def with_journal(cfg, entries):
+    """``cfg`` with journal entries merged into its metadata (the server keeps metadata as strings)."""
+    if not entries:
+        return cfg
+    meta = dict(cfg.get("metadata") or {})
+    meta.update({k: str(v) for k, v in entries.items()})
+    return dict(cfg, metadata=meta)
+
+
+def move(js, subjects, from_stream, to_stream, journal=None):
+    """Remove ``subjects`` from ``from_stream`` and add them to ``to_stream``; returns timings and seqs.
+
+    ``journal(cutover_seq) -> (entries for from_stream, entries for to_stream)`` puts the record of the move into
+    the metadata of the same two updates, so the record exists exactly when the move happened.
+    """
     src = _require(js, from_stream)["config"]
     dst = _require(js, to_stream)["config"]
-    dst_own = _own_subjects({"config": dst})
-    src_new = dict(src, subjects=[s for s in _own_subjects({"config": src}) if s not in subjects])
-    dst_new = dict(dst, subjects=dst_own + [s for s in subjects if s not in dst_own])
+    dst_own = own_subjects(dst)
+    src_journal = journal(None)[0] if journal else {}
+    src_new = with_journal(dict(src, subjects=[s for s in own_subjects(src) if s not in subjects]), src_journal)
     started = time.monotonic()
     removed = _update(js, src_new)
     removed_at = time.monotonic()
+    cutover_seq = removed.get("state", {}).get("last_seq")
+    dst_journal = journal(cutover_seq)[1] if journal else {}
+    dst_new = with_journal(dict(dst, subjects=dst_own + [s for s in subjects if s not in dst_own]), dst_journal)
     try:
         added = _update(js, dst_new)
     except JetStreamError as exc:
@@ -87,9 +95,14 @@ def move(js, subjects, from_stream, to_stream):
     return dict(
         gap_ms=round((added_at - removed_at) * 1000.0, 3),
         elapsed_ms=round((added_at - started) * 1000.0, 3),
-        cutover_seq=removed.get("state", {}).get("last_seq"),
+        cutover_seq=cutover_seq,
         target_seq=added.get("state", {}).get("last_seq"),
     )
+
+
+def record(js, stream, entries):
+    """Write journal entries a finished move lacks into ``stream``'s metadata (one update)."""
+    return _update(js, with_journal(_require(js, stream)["config"], entries))
 
 
 def wait_caught_up(js, to_stream, from_stream, cutover_seq, timeout, poll=0.25, settle=1.0):

@@ -43,6 +43,20 @@ options:
     description: Seconds to wait for those sources to catch up; on timeout nothing is removed and the task fails.
     type: float
     default: 60
+  record:
+    description:
+      - Write the migration journal (C(docs/JOURNAL.md)) for group O(phase) into the metadata of the same two
+        updates that move the subjects, so the record exists exactly when the move does.
+      - V(cutover) records C(aa.migration.phase), C(phaseN.cutover_at) on O(from_stream) and C(phaseN.cutover_seq),
+        C(phaseN.cutover_at) on O(to_stream); V(rollback) records C(phaseN.rolled_back_at) on both and sets
+        C(aa.migration.phase) to N-1 on O(to_stream).
+      - When the subjects are already where they belong but the record is missing (an older run), the record is
+        derived from the streams, written in one update, and a warning says so.
+    type: str
+    choices: [cutover, rollback]
+  phase:
+    description: The phase (subject group number) O(record) writes; required with O(record).
+    type: int
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -82,6 +96,10 @@ cutover_seq:
   description: Last sequence of O(from_stream) right after the removal; nothing of the group lands there after it.
   returned: when subjects were moved
   type: int
+recorded:
+  description: Journal entries written by this run, by stream.
+  returned: always
+  type: dict
 target_seq:
   description: Last sequence of O(to_stream) when it took the subjects over.
   returned: when subjects were moved
@@ -93,7 +111,7 @@ sources_dropped:
   elements: dict
 """
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils import subject_move
+from ansible_collections.athlete_ally.nats.plugins.module_utils import migration_state, subject_move
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
@@ -114,11 +132,27 @@ def action(module, js):
             after={p["from_stream"]: [s for s in todo["src"]["config"].get("subjects") or []
                                       if s not in p["subjects"]],
                    p["to_stream"]: sorted(set(todo["dst"]["config"].get("subjects") or []) | set(p["subjects"]))})
+    journal = migration_state.move_journal(p["record"], p["phase"]) if p["record"] else None
+    missing = {}
+    if journal and not (todo["remove"] or todo["add"]):
+        missing = migration_state.missing_move_record(p["record"], p["phase"], todo["src"], todo["dst"])
+    result["recorded"] = {}
+    if missing:
+        result["changed"] = True
+        module.warn("the %s of phase %s is not in the journal of %s; derived from the streams and %s: %s"
+                    % (p["record"], p["phase"], p["to_stream"], "would write" if module.check_mode else "written",
+                       missing))
     if module.check_mode or not result["changed"]:
         return result
     if todo["remove"] or todo["add"]:
-        result.update(subject_move.move(js, p["subjects"], p["from_stream"], p["to_stream"]))
+        result.update(subject_move.move(js, p["subjects"], p["from_stream"], p["to_stream"], journal))
         result["moved"] = list(p["subjects"])
+        if journal:
+            src_entries, dst_entries = journal(result["cutover_seq"])
+            result["recorded"] = {p["from_stream"]: src_entries, p["to_stream"]: dst_entries}
+    elif missing:
+        subject_move.record(js, p["to_stream"], missing)
+        result["recorded"] = {p["to_stream"]: missing}
     if todo["drop_sources"]:
         subject_move.wait_caught_up(js, p["to_stream"], p["from_stream"], result.get("cutover_seq"),
                                     p["catchup_timeout"])
@@ -133,7 +167,9 @@ def main():
         to_stream=dict(type="str", required=True),
         drop_sources=dict(type="bool", default=True),
         catchup_timeout=dict(type="float", default=60),
-    ), supports_check_mode=True)
+        record=dict(type="str", choices=["cutover", "rollback"]),
+        phase=dict(type="int"),
+    ), supports_check_mode=True, required_by=dict(record=["phase"]))
     run_module(module, action)
 
 

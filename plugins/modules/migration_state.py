@@ -1,0 +1,151 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Athlete Ally Platform Team
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: migration_state
+short_description: Where a stream-split migration stands, read from the cluster in one call
+version_added: "0.2.0"
+author:
+  - Athlete Ally Platform Team (@athlete-ally)
+description:
+  - Reads the legacy stream and each subject group's new stream, their consumers and the migration journal
+    (stream metadata C(aa.migration.*), see C(docs/JOURNAL.md)), and derives the step each group is at.
+  - "Steps, in order: V(not_started) (or V(rolled_back)), V(shadow_ready) (new stream sources the group, its
+    consumers exist), V(bound) (the service reads the new consumers), V(in_limbo) (some subjects on neither
+    stream: a cut-over or a rollback was interrupted between its two updates), V(cut_over) (subjects on the new
+    stream, shadow sources still there), V(caught_up), V(verified), V(complete)."
+  - A consumer has a reader when it has waiting pull requests, a bound push subscriber, or an ack within the
+    last 5 seconds. The state of the cluster decides; no log line is read.
+  - With O(wait_for), polls until the condition holds for group O(phase), and on timeout fails with the last
+    state seen.
+options:
+  legacy_stream:
+    description: The stream the groups are migrated off.
+    type: str
+    required: true
+  groups:
+    description:
+      - The subject groups, as in the inventory's C(migration.groups); each needs C(phase), C(stream),
+        C(subjects) and C(consumers) (names, or dicts with C(name)). Other keys are ignored.
+    type: list
+    elements: dict
+    required: true
+  phase:
+    description: The group O(wait_for) watches.
+    type: int
+  wait_for:
+    description:
+      - V(bound), every consumer of the group has a reader on the new stream; V(bound_legacy), on the legacy
+        stream; V(drained), nothing pending or unacknowledged on the new stream's consumers.
+    type: str
+    choices: [bound, bound_legacy, drained]
+  timeout:
+    description: How long O(wait_for) waits, in seconds.
+    type: float
+    default: 60
+extends_documentation_fragment:
+  - athlete_ally.nats.connection
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; O(wait_for) also waits in check mode.
+  diff_mode:
+    support: none
+    description: Nothing to compare.
+"""
+
+EXAMPLES = r"""
+- name: Where the migration stands
+  athlete_ally.nats.migration_state:
+    legacy_stream: ATHLETE_ALLY_EVENTS
+    groups: "{{ migration.groups }}"
+  register: state
+
+- name: Phase 2 is past its cut-over
+  ansible.builtin.assert:
+    that: state.migration.groups['2'].step in ['cut_over', 'caught_up', 'verified', 'complete']
+
+- name: Wait until the service reads the new consumers
+  athlete_ally.nats.migration_state:
+    legacy_stream: ATHLETE_ALLY_EVENTS
+    groups: "{{ migration.groups }}"
+    phase: 2
+    wait_for: bound
+    timeout: 120
+"""
+
+RETURN = r"""
+migration:
+  description: The legacy stream and each group, keyed by phase as a string.
+  returned: always
+  type: dict
+  contains:
+    legacy:
+      description: Name, C(exists), its own subjects, C(last_seq), C(messages) and the journal's phase.
+      type: dict
+    groups:
+      description:
+        - Per group C(step), C(placement) (subject to V(legacy), V(new) or V(neither)), C(on_legacy),
+          C(on_new), C(in_limbo), C(sources) (C(filter_subject), C(opt_start_seq), C(lag)), C(consumers)
+          (name to C(legacy)/C(new) state with C(num_pending), C(num_ack_pending), C(behind), C(reader)),
+          C(behind), C(journal), C(legacy_journal) and C(journal_missing) (records a finished cut-over lacks,
+          with derived values).
+      type: dict
+    phase:
+      description: The highest phase whose group is cut over (0 when none).
+      type: int
+    steps:
+      description: Phase to step.
+      type: dict
+waited_seconds:
+  description: How long O(wait_for) waited.
+  returned: with O(wait_for)
+  type: float
+progress:
+  description: What O(wait_for) saw change while it waited.
+  returned: with O(wait_for)
+  type: list
+  elements: str
+"""
+
+from ansible_collections.athlete_ally.nats.plugins.module_utils import migration_state
+from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
+
+
+def action(module, js):
+    p = module.params
+    for i, group in enumerate(p["groups"]):
+        missing = [k for k in ("phase", "stream", "subjects") if group.get(k) in (None, "", [])]
+        if missing:
+            raise JetStreamError("groups[%d] lacks %s; each group needs phase, stream, subjects and consumers"
+                                 % (i, ", ".join(missing)))
+    if not p["wait_for"]:
+        return dict(changed=False, migration=migration_state.read(js, p["legacy_stream"], p["groups"]))
+    phases = [str(g["phase"]) for g in p["groups"]]
+    if str(p["phase"]) not in phases:
+        raise JetStreamError("wait_for needs phase, one of %s (got %s)" % (", ".join(phases), p["phase"]))
+    progress = []
+    state = migration_state.wait_for(js, p["legacy_stream"], p["groups"], p["phase"], p["wait_for"],
+                                     p["timeout"], progress=progress.append)
+    waited = state.pop("waited_seconds")
+    return dict(changed=False, migration=state, waited_seconds=waited, progress=progress)
+
+
+def main():
+    module = build_module(dict(
+        legacy_stream=dict(type="str", required=True),
+        groups=dict(type="list", elements="dict", required=True),
+        phase=dict(type="int"),
+        wait_for=dict(type="str", choices=["bound", "bound_legacy", "drained"]),
+        timeout=dict(type="float", default=60),
+    ), supports_check_mode=True, required_by=dict(wait_for=["phase"]))
+    run_module(module, action)
+
+
+if __name__ == "__main__":
+    main()
