@@ -40,6 +40,7 @@ rehearse: setup
 
 bench: setup
 	$(BIN)/python bench/module_overhead.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .collections .lab
