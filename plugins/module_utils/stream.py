@@ -147,7 +147,8 @@ def task_settings(params):
         raise JetStreamError("stream %s: replicas must be between 1 and %d, got %s" % (name, MAX_REPLICAS, replicas))
     for option in ("max_msgs", "max_bytes", "max_msg_size", "max_msgs_per_subject", "max_consumers"):
         if params.get(option) is not None and params[option] < -1:
-            raise JetStreamError("stream %s: %s must be -1 (unlimited) or more, got %s" % (name, option, params[option]))
+            raise JetStreamError("stream %s: %s must be -1 (unlimited) or more, got %s"
+                                 % (name, option, params[option]))
     if params.get("sources") is not None:
         out["sources"] = [_source(s, "sources") for s in params["sources"]]
     if params.get("mirror") is not None:
@@ -413,7 +414,8 @@ def stream_present(module, js):
     settings = task_settings(p)
     narrowing = [k for k in ("purge_subject", "purge_keep", "purge_up_to_seq") if p.get(k) is not None]
     if narrowing and not p.get("purge"):
-        raise JetStreamError("stream %s: %s only narrow a purge; set purge: true as well" % (name, ", ".join(narrowing)))
+        raise JetStreamError("stream %s: %s only narrow a purge; set purge: true as well"
+                             % (name, ", ".join(narrowing)))
     check_version(name, settings, version)
 
     info = js.stream_info(name)
