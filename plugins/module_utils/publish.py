@@ -14,6 +14,7 @@ import json
 import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import duration_option
 
 try:
     from nats import errors as nats_errors
@@ -34,8 +35,9 @@ def publish_argument_spec():
         msg_id=dict(type="str"),
         expected_stream=dict(type="str"),
         retries=dict(type="int", default=5),
-        retry_delay=dict(type="float", default=0.25),
-        retry_max_delay=dict(type="float", default=5.0),
+        # durations; jetstream_publish turns them into seconds (durations.params_to_seconds)
+        retry_delay=duration_option(default=0.25),
+        retry_max_delay=duration_option(default=5.0),
     )
 
 

@@ -47,18 +47,18 @@ options:
     default: 2
   timeout:
     description: Longest wait (duration such as V(300s), V(15m), or seconds); then the task fails.
-    type: str
+    type: raw
     default: 300s
   poll_interval:
     description: Time between polls (duration or seconds).
-    type: str
+    type: raw
     default: 1s
   stall_timeout:
     description:
       - Fail early when for this long (duration or seconds) the ack floor has not moved and the outstanding work
         (C(num_pending + num_ack_pending)) has not shrunk while work is pending, for example when no worker runs.
       - Set it above the consumer's C(ack_wait) when a slow message can hold the ack floor.
-    type: str
+    type: raw
     default: 60s
   progress_file:
     description:
@@ -179,6 +179,7 @@ info:
 """
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import drain
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import duration_option
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
@@ -188,9 +189,9 @@ def main():
         consumer=dict(type="str", required=True, aliases=["name"]),
         until_stream_seq=dict(type="int"),
         stable_polls=dict(type="int", default=2),
-        timeout=dict(type="str", default="300s"),
-        poll_interval=dict(type="str", default="1s"),
-        stall_timeout=dict(type="str", default="60s"),
+        timeout=duration_option(default="300s"),
+        poll_interval=duration_option(default="1s"),
+        stall_timeout=duration_option(default="60s"),
         progress_file=dict(type="path"),
     ), supports_check_mode=True)
     run_module(module, drain.run)

@@ -59,7 +59,7 @@ options:
     choices: [explicit, none, all]
   ack_wait:
     description: How long the server waits for an ack before redelivering, e.g. V(60s), V(2m) or seconds.
-    type: str
+    type: raw
   max_deliver:
     description: Maximum deliveries of one message; V(-1) is unlimited.
     type: int
@@ -68,7 +68,7 @@ options:
       - Redelivery delays, one per delivery attempt (durations). The server takes the first as O(ack_wait);
         when O(ack_wait) is left out it is set to the first step. O(max_deliver) must exceed its length.
     type: list
-    elements: str
+    elements: raw
   deliver_policy:
     description: Where a new consumer starts. Cannot change after creation.
     type: str
@@ -94,13 +94,13 @@ options:
     type: int
   max_expires:
     description: Longest expiry a pull request may ask for (duration; pull consumers).
-    type: str
+    type: raw
   max_bytes:
     description: Largest byte count a pull request may ask for (pull consumers).
     type: int
   inactive_threshold:
     description: Delete the consumer after it has been inactive this long (duration); V(0) never.
-    type: str
+    type: raw
   headers_only:
     description: Deliver only headers and the payload size, not the payload.
     type: bool
@@ -127,7 +127,7 @@ options:
     type: bool
   idle_heartbeat:
     description: Push idle heartbeat interval (duration). Cannot change after creation.
-    type: str
+    type: raw
   rate_limit:
     description: Push delivery rate limit in bits per second.
     type: int
@@ -265,6 +265,7 @@ state:
 """
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import consumer
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import duration_option
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
@@ -277,9 +278,9 @@ def main():
         filter_subject=dict(type="str"),
         filter_subjects=dict(type="list", elements="str"),
         ack_policy=dict(type="str", choices=["explicit", "none", "all"]),
-        ack_wait=dict(type="str"),
+        ack_wait=duration_option(),
         max_deliver=dict(type="int"),
-        backoff=dict(type="list", elements="str"),
+        backoff=dict(type="list", elements="raw"),  # durations, each read by to_nanos like duration_option()
         deliver_policy=dict(type="str", choices=["all", "last", "new", "by_start_sequence", "by_start_time",
                                                  "last_per_subject"]),
         opt_start_seq=dict(type="int"),
@@ -288,9 +289,9 @@ def main():
         max_ack_pending=dict(type="int"),
         max_waiting=dict(type="int"),
         max_batch=dict(type="int"),
-        max_expires=dict(type="str"),
+        max_expires=duration_option(),
         max_bytes=dict(type="int"),
-        inactive_threshold=dict(type="str"),
+        inactive_threshold=duration_option(),
         headers_only=dict(type="bool"),
         replicas=dict(type="int", aliases=["num_replicas"]),
         mem_storage=dict(type="bool"),
@@ -298,7 +299,7 @@ def main():
         deliver_subject=dict(type="str"),
         deliver_group=dict(type="str"),
         flow_control=dict(type="bool"),
-        idle_heartbeat=dict(type="str"),
+        idle_heartbeat=duration_option(),
         rate_limit=dict(type="int", aliases=["rate_limit_bps"]),
         sample_freq=dict(type="str"),
         pause_until=dict(type="str"),

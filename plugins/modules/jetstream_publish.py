@@ -42,12 +42,12 @@ options:
     type: int
     default: 5
   retry_delay:
-    description: Seconds before the first retry; doubles after each failed attempt.
-    type: float
+    description: Wait before the first retry (duration such as V(250ms), or seconds); doubles after each failed attempt.
+    type: raw
     default: 0.25
   retry_max_delay:
-    description: Upper bound in seconds for one backoff delay.
-    type: float
+    description: Upper bound for one backoff delay (duration or seconds).
+    type: raw
     default: 5.0
 extends_documentation_fragment:
   - athlete_ally.nats.connection
@@ -123,6 +123,7 @@ size:
   sample: 42
 """
 
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import params_to_seconds
 from ansible_collections.athlete_ally.nats.plugins.module_utils.publish import (
     PUBLISH_MODULE_KWARGS, publish, publish_argument_spec)
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
@@ -130,6 +131,7 @@ from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import bu
 
 def main():
     module = build_module(publish_argument_spec(), **dict(PUBLISH_MODULE_KWARGS))
+    params_to_seconds(module, "retry_delay", "retry_max_delay")
     run_module(module, publish)
 
 

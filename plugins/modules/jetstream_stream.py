@@ -414,6 +414,7 @@ diff:
 """
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import runner, stream
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import duration_option
 
 _TRANSFORM = dict(src=dict(type="str", required=True), dest=dict(type="str", required=True))
 _SOURCE = dict(
@@ -434,7 +435,7 @@ def argument_spec():
         description=dict(type="str"),
         storage=dict(type="str", choices=["file", "memory"]),
         retention=dict(type="str", choices=["limits", "interest", "workqueue"]),
-        max_age=dict(type="raw"),
+        max_age=duration_option(),
         max_msgs=dict(type="int"),
         max_bytes=dict(type="int"),
         max_msg_size=dict(type="int"),
@@ -443,7 +444,7 @@ def argument_spec():
         replicas=dict(type="int"),
         discard=dict(type="str", choices=["old", "new"]),
         discard_new_per_subject=dict(type="bool"),
-        duplicate_window=dict(type="raw"),
+        duplicate_window=duration_option(),
         compression=dict(type="str", choices=["none", "s2"]),
         sources=dict(type="list", elements="dict", options=_SOURCE),
         mirror=dict(type="dict", options=_SOURCE),
@@ -462,7 +463,7 @@ def argument_spec():
         sealed=dict(type="bool"),
         no_ack=dict(type="bool"),
         allow_msg_ttl=dict(type="bool"),
-        consumer_limits=dict(type="dict", options=dict(inactive_threshold=dict(type="raw"),
+        consumer_limits=dict(type="dict", options=dict(inactive_threshold=duration_option(),
                                                        max_ack_pending=dict(type="int"))),
         purge=dict(type="bool", default=False),
         purge_subject=dict(type="str"),

@@ -40,8 +40,10 @@ options:
     type: bool
     default: true
   catchup_timeout:
-    description: Seconds to wait for those sources to catch up; on timeout nothing is removed and the task fails.
-    type: float
+    description:
+      - How long to wait for those sources to catch up (duration such as V(2m), or seconds); on timeout nothing
+        is removed and the task fails.
+    type: raw
     default: 60
   record:
     description:
@@ -111,7 +113,7 @@ sources_dropped:
   elements: dict
 """
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils import migration_state, subject_move
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, migration_state, subject_move
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
@@ -166,10 +168,11 @@ def main():
         from_stream=dict(type="str", required=True),
         to_stream=dict(type="str", required=True),
         drop_sources=dict(type="bool", default=True),
-        catchup_timeout=dict(type="float", default=60),
+        catchup_timeout=durations.duration_option(default=60),
         record=dict(type="str", choices=["cutover", "rollback"]),
         phase=dict(type="int"),
     ), supports_check_mode=True, required_by=dict(record=["phase"]))
+    durations.params_to_seconds(module, "catchup_timeout")
     run_module(module, action)
 
 

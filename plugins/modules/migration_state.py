@@ -44,8 +44,8 @@ options:
     type: str
     choices: [bound, bound_legacy, drained]
   timeout:
-    description: How long O(wait_for) waits, in seconds.
-    type: float
+    description: How long O(wait_for) waits (duration such as V(5m), or seconds).
+    type: raw
     default: 60
 extends_documentation_fragment:
   - athlete_ally.nats.connection
@@ -112,7 +112,7 @@ progress:
   elements: str
 """
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils import migration_state
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, migration_state
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
@@ -142,8 +142,9 @@ def main():
         groups=dict(type="list", elements="dict", required=True),
         phase=dict(type="int"),
         wait_for=dict(type="str", choices=["bound", "bound_legacy", "drained"]),
-        timeout=dict(type="float", default=60),
+        timeout=durations.duration_option(default=60),
     ), supports_check_mode=True, required_by=dict(wait_for=["phase"]))
+    durations.params_to_seconds(module, "timeout")
     run_module(module, action)
 
 

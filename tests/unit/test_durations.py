@@ -66,3 +66,46 @@ def test_humanize_picks_the_largest_exact_unit(nanos, text):
 def test_humanize_round_trips(text):
     ns = durations.to_nanos(text)
     assert durations.to_nanos(durations.humanize(ns)) == ns
+
+
+@pytest.mark.parametrize("value, seconds", [
+    (60, 60.0), (60.0, 60.0), (0.25, 0.25), ("60", 60.0), ("2m", 120.0), ("1h30m", 5400.0), ("250ms", 0.25),
+])
+def test_to_seconds_reads_what_to_nanos_reads(value, seconds):
+    assert durations.to_seconds(value, "timeout") == seconds
+    assert isinstance(durations.to_seconds(value), float)
+
+
+def test_to_seconds_none_and_errors():
+    assert durations.to_seconds(None) is None
+    with pytest.raises(ValueError, match="catchup_timeout"):
+        durations.to_seconds("soon", "catchup_timeout")
+
+
+def test_duration_option_is_raw_and_keeps_its_arguments():
+    assert durations.duration_option() == {"type": "raw"}
+    assert durations.duration_option(default="300s") == {"type": "raw", "default": "300s"}
+    assert durations.duration_option(type="str", default=60) == {"type": "raw", "default": 60}
+
+
+class FakeModule(object):
+    def __init__(self, **params):
+        self.params = params
+        self.failed = None
+
+    def fail_json(self, msg):
+        self.failed = msg
+        raise SystemExit(1)
+
+
+def test_params_to_seconds_converts_in_place():
+    module = FakeModule(timeout="2m", retry_delay=0.25, catchup_timeout=60, other="x", unset=None)
+    durations.params_to_seconds(module, "timeout", "retry_delay", "catchup_timeout", "unset")
+    assert module.params == dict(timeout=120.0, retry_delay=0.25, catchup_timeout=60.0, other="x", unset=None)
+
+
+def test_params_to_seconds_fails_the_task_naming_the_option():
+    module = FakeModule(timeout="2 fortnights")
+    with pytest.raises(SystemExit):
+        durations.params_to_seconds(module, "timeout")
+    assert module.failed.startswith("timeout: cannot read")
