@@ -26,6 +26,16 @@ description:
   - The module never changes anything; it always reports C(changed=false).
 extends_documentation_fragment:
   - athlete_ally.nats.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Polls once, reports the current state and whether it already counts as drained; waits for nothing.
+  diff_mode:
+    support: none
+    details: A drain changes nothing, so there is nothing to diff.
+  platform:
+    platforms: posix
 options:
   stream:
     description: Stream of the consumer.
@@ -65,15 +75,6 @@ options:
       - Append one line per poll to this file (time, pending, ack pending, ack floor, delivered, acked, rate, ETA).
         Watch a long drain with C(tail -f).
     type: path
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-    details: Polls once, reports the current state and whether it already counts as drained; waits for nothing.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-    details: A drain changes nothing, so there is nothing to diff.
 notes:
   - Ansible modules cannot stream output while they run; the task prints only when it ends. That is why
     progress goes to O(progress_file), one line per poll, for an operator to follow with C(tail -f).

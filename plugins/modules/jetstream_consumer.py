@@ -24,6 +24,16 @@ description:
     message names the field, the live and the asked value.
 extends_documentation_fragment:
   - athlete_ally.nats.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Computes and returns the change; writes nothing.
+  diff_mode:
+    support: full
+    details: Before and after in compare form (durations humanized, server defaults left out).
+  platform:
+    platforms: posix
 options:
   stream:
     description: Stream the consumer reads. It must exist (with O(state=absent) a missing stream is fine).
@@ -145,15 +155,6 @@ options:
       - V(false) resumes a paused consumer; V(true) requires O(pause_until). Needs nats-server 2.11 or later.
       - Left out, the pause state is not managed.
     type: bool
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-    details: Computes and returns the change; writes nothing.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
-    details: Before and after in compare form (durations humanized, server defaults left out).
 notes:
   - Older servers without the named consumer API (before 2.9) are written through C(CONSUMER.DURABLE.CREATE).
   - A stream with interest or work-queue retention requires O(replicas) equal to the stream's (or V(0)).

@@ -45,10 +45,16 @@ options:
     type: path
 extends_documentation_fragment:
   - athlete_ally.nats.connection
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    description: Reads only.
+    details: Reads only; runs the same in check mode.
+  diff_mode:
+    support: N/A
+    details: Reads only; there is nothing to diff.
+  platform:
+    platforms: posix
 author:
   - Athlete Ally Platform Team (@athlete-ally)
 """

@@ -51,10 +51,16 @@ options:
     default: 5.0
 extends_documentation_fragment:
   - athlete_ally.nats.connection
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    description: Publishes nothing and reports RV(ignore:changed=true).
+    details: Publishes nothing and reports RV(ignore:changed=true).
+  diff_mode:
+    support: none
+    details: A publish has no before and after to compare.
+  platform:
+    platforms: posix
 notes:
   - A timeout may hide a stored message whose ack was lost; without O(msg_id) the retry can store it twice.
 author:

@@ -26,6 +26,19 @@ description:
     deleting a stream that holds messages needs O(force) or O(only_if_empty).
 extends_documentation_fragment:
   - athlete_ally.nats.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reads the live stream and reports what would change, including refusals of changes the server forbids;
+        writes nothing. A purge in check mode reports an estimate of the messages it would remove.
+  diff_mode:
+    support: full
+    details:
+      - Before and after in the compared (canonical) form, durations written as V(14d)/V(2m).
+  platform:
+    platforms: posix
 options:
   name:
     description: Stream name; no C(.), C(*), C(>), C(/), C(\) or whitespace.
@@ -285,8 +298,6 @@ options:
     type: bool
     default: false
 notes:
-  - Check mode reports what would change and writes nothing; a purge in check mode reports an estimate.
-  - Diff mode shows the compared (canonical) configuration, durations written as V(14d)/V(2m).
   - O(republish), O(subject_transform), O(placement) and O(consumer_limits) merge into the live values;
     a field left out keeps its live value.
 """

@@ -21,6 +21,17 @@ description:
   - Idempotent; converges from a half-done move ("subjects removed from the legacy stream but not yet added").
 extends_documentation_fragment:
   - athlete_ally.nats.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports the move it would make, also onto a stream the same run would create first; writes nothing.
+  diff_mode:
+    support: full
+    details: The subjects of both streams before and after the move.
+  platform:
+    platforms: posix
 options:
   subjects:
     description: The subject group to move, exactly as the streams list them.
@@ -59,13 +70,6 @@ options:
   phase:
     description: The phase (subject group number) O(record) writes; required with O(record).
     type: int
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
 """
 
 EXAMPLES = r"""

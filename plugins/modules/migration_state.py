@@ -49,13 +49,16 @@ options:
     default: 60
 extends_documentation_fragment:
   - athlete_ally.nats.connection
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    description: Reads only; O(wait_for) also waits in check mode.
+    details: Reads only; O(wait_for) also waits in check mode.
   diff_mode:
-    support: none
-    description: Nothing to compare.
+    support: N/A
+    details: Reads only; there is nothing to diff.
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""
