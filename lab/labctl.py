@@ -1,12 +1,10 @@
 #!/usr/bin/env python3
-"""Helpers the lab role calls: PostgreSQL init, NATS readiness, JetStream fallback setup.
+"""Helpers the lab role calls: lab directories, PostgreSQL init, NATS/PostgreSQL/HTTP readiness, lab down.
 
 Every subcommand prints one JSON object ({"changed": bool, ...}) for Ansible to read.
 
   labctl.py pg-init --pgdata DIR               initdb once (as `embedded_postgres` when run as root)
   labctl.py wait-nats --servers URLS --user U --password P [--timeout 60]
-  labctl.py js-ensure --spec FILE              create/update streams and consumers (raw JSON API);
-                                               used only until athlete_ally.nats.jetstream_* modules exist
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -211,100 +208,6 @@ def backends(args):
     return {"changed": bool(created), "created": created}
 
 
-# -- JetStream fallback (raw JSON) ------------------------------------------------------------
-_UNITS = {"ns": 1, "us": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9,
-          "d": 86400 * 10 ** 9}
-
-
-def nanos(value):
-    if isinstance(value, (int, float)):
-        return int(value * 10 ** 9)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d)", str(value))
-    return int(sum(float(n) * _UNITS[u] for n, u in parts))
-
-
-DURATIONS = ("max_age", "duplicate_window", "ack_wait")
-
-
-def to_api(cfg, drop=()):
-    out = {}
-    for key, value in cfg.items():
-        if key in drop or value is None:
-            continue
-        if key == "replicas":
-            key = "num_replicas"
-        out[key] = nanos(value) if key in DURATIONS else value
-    if out.get("compression") is True:
-        out["compression"] = "s2"
-    return out
-
-
-def differs(want, live):
-    return sorted(k for k, v in want.items() if live.get(k) != v)
-
-
-def js_ensure(args):
-    spec = json.loads(Path(args.spec).read_text())
-    report = {"changed": False, "streams": {}, "consumers": {}}
-
-    async def req(nc, api, body):
-        msg = await nc.request("$JS.API." + api, json.dumps(body).encode() if body is not None else b"", timeout=10)
-        return json.loads(msg.data)
-
-    async def run():
-        nc = await _connect(spec["servers"], spec.get("user"), spec.get("password"))
-        try:
-            for stream in spec.get("streams", []):
-                want = to_api(stream)
-                info = await req(nc, "STREAM.INFO." + want["name"], None)
-                if info.get("error", {}).get("err_code") == 10059:
-                    res = await req(nc, "STREAM.CREATE." + want["name"], want)
-                    action = "created"
-                else:
-                    if "error" in info:
-                        raise RuntimeError("stream info %s: %s" % (want["name"], info["error"]))
-                    diff = differs(want, info["config"])
-                    if not diff:
-                        report["streams"][want["name"]] = "ok"
-                        continue
-                    res = await req(nc, "STREAM.UPDATE." + want["name"], dict(info["config"], **want))
-                    action = "updated " + ",".join(diff)
-                if "error" in res:
-                    raise RuntimeError("stream %s: %s" % (want["name"], res["error"].get("description")))
-                report["streams"][want["name"]] = action
-                report["changed"] = True
-            for cons in spec.get("consumers", []):
-                want = to_api(cons, drop=("stream", "name"))
-                want["durable_name"] = cons["name"]
-                api_name = "%s.%s" % (cons["stream"], cons["name"])
-                info = await req(nc, "CONSUMER.INFO." + api_name, None)
-                if "error" not in info:
-                    diff = differs(want, info["config"])
-                    if not diff:
-                        report["consumers"][api_name] = "ok"
-                        continue
-                    body = {"stream_name": cons["stream"], "config": dict(info["config"], **want), "action": "update"}
-                    action = "updated " + ",".join(diff)
-                elif info["error"].get("err_code") in (10014,):
-                    body = {"stream_name": cons["stream"], "config": want, "action": "create"}
-                    action = "created"
-                else:
-                    raise RuntimeError("consumer info %s: %s" % (api_name, info["error"]))
-                res = await req(nc, "CONSUMER.CREATE." + api_name, body)
-                if "error" in res:
-                    raise RuntimeError("consumer %s: %s" % (api_name, res["error"].get("description")))
-                report["consumers"][api_name] = action
-                report["changed"] = True
-        finally:
-            await nc.close()
-
-    try:
-        asyncio.run(run())
-    except Exception as exc:  # noqa: BLE001
-        return fail(str(exc), **report)
-    return report
-
-
 def down(args):
     """Stop supervisord (it stops its programs), then end any leftover lab process; wait until none is left."""
     import psutil
@@ -394,8 +297,6 @@ def main(argv=None):
     p.add_argument("--pg-port", type=int, required=True)
     p.add_argument("--pg-user", default="postgres")
     p.add_argument("--pg-database", required=True)
-    p = sub.add_parser("js-ensure")
-    p.add_argument("--spec", required=True)
     p = sub.add_parser("down")
     p.add_argument("--lab-dir", required=True)
     p.add_argument("--conf", required=True)
@@ -403,7 +304,7 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=40)
     args = ap.parse_args(argv)
     commands = {"backends": backends, "prepare": prepare, "wait-http": wait_http, "pg-init": pg_init,
-                "wait-nats": wait_nats, "js-ensure": js_ensure, "down": down}
+                "wait-nats": wait_nats, "down": down}
     result = commands[args.cmd](args)
     print(json.dumps(result))
 
