@@ -50,3 +50,9 @@ lab-up: setup
 
 lab-down: setup
 	$(BIN)/ansible-playbook playbooks/lab_down.yml
+
+# A clean pre-migration lab, whatever state the last rehearsal left it in (lab-up leaves existing streams alone).
+.PHONY: lab-reset
+lab-reset: setup
+	$(BIN)/ansible-playbook playbooks/lab_down.yml -e lab_wipe=true
+	$(BIN)/ansible-playbook playbooks/lab_up.yml
