@@ -174,7 +174,7 @@ class Worker(object):
             except Exception as exc:  # noqa: BLE001 - nothing may end this loop but stop()
                 self.log.exception("%s unexpected %s on %s; binding again in %.1fs", self.durable, _why(exc),
                                    self.stream, self.backoff)
-                await self._lost(transient=True)
+                await self._lost()
 
     async def step(self):
         if self.sub is None:
@@ -200,7 +200,7 @@ class Worker(object):
             return
         except Exception as exc:  # noqa: BLE001 - no responders (no consumer leader / deleted), API errors
             self.log.warning("%s lost its consumer on %s (%s); binding again", self.durable, self.stream, _why(exc))
-            await self._lost(transient=True)
+            await self._lost()
             return
         if msgs:
             self.last_progress = time.monotonic()
@@ -225,10 +225,10 @@ class Worker(object):
         if info.num_pending > 0 and (limit <= 0 or info.num_ack_pending < limit):
             self.log.warning("%s stalled on %s: %d pending but nothing fetched for %.0fs; re-subscribing",
                              self.durable, self.stream, info.num_pending, self.svc.stall_s)
-            await self._lost(transient=True)
+            await self._lost()
 
-    async def _lost(self, transient):
-        if transient and self.stream:
+    async def _lost(self):
+        if self.stream:  # transient until proven otherwise: come back to the same stream
             self.sticky = self.stream
         await self._unbind()
         await self._sleep_backoff()

@@ -117,8 +117,8 @@ def test_unanswered_candidate_is_waited_for_not_skipped():
 
 
 def test_candidates_that_answer_not_found_are_skipped():
-    worker, js = make_worker({"AA_CORE_HOT": [not_found(10059)], "AA_VENDOR_HOT": [not_found(10014)],
-                              "ATHLETE_ALLY_EVENTS": [info()]})
+    worker, _js = make_worker({"AA_CORE_HOT": [not_found(10059)], "AA_VENDOR_HOT": [not_found(10014)],
+                               "ATHLETE_ALLY_EVENTS": [info()]})
     run(worker.step())
     assert worker.stream == "ATHLETE_ALLY_EVENTS"
 
