@@ -9,7 +9,7 @@ NATS_OLD := 2.10.26
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup test test-fast lint rehearse lab-up lab-down bench clean
+.PHONY: setup test test-fast lint rehearse lab-up lab-down bench chaos clean
 
 setup: $(STAMP) $(COLL_LINK) $(VENV)/nats-$(NATS_OLD)/bin/nats-server
 
@@ -37,6 +37,9 @@ lint: setup
 
 rehearse: setup
 	$(BIN)/python lab/rehearse.py
+
+chaos: setup
+	$(BIN)/python lab/chaos_resume.py -n $${N:-10} --fresh
 
 bench: setup
 	$(BIN)/python bench/module_overhead.py

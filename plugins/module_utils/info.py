@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamClient, JetStreamError
 
 GATHER_CHOICES = ["cluster", "account", "streams", "stream", "consumer"]
@@ -32,6 +34,9 @@ def info_argument_spec():
         system_user=dict(type="str"),
         system_password=dict(type="str", no_log=True),
         system_creds_file=dict(type="path"),
+        wait_for=dict(type="str", choices=sorted(WAIT_CONDITIONS)),
+        max_pending=dict(type="int", default=0),
+        timeout=durations.duration_option(default=30),
     )
 
 
@@ -43,9 +48,35 @@ INFO_MODULE_KWARGS = dict(
 )
 
 
+# What a cluster converges to (wait_for): condition on the gathered facts, and how to say what is still missing.
+WAIT_CONDITIONS = {
+    "stream_current": (
+        "stream",
+        lambda r, p: r["stream"]["exists"] and bool(r["stream"]["summary"]["leader"]) and
+        r["stream"]["summary"]["replicas_current"] == r["stream"]["summary"]["replicas"],
+        lambda r, p: ("stream %s: leader %s, %s of %s replicas current" % (
+            p["stream"], r["stream"]["summary"]["leader"], r["stream"]["summary"]["replicas_current"],
+            r["stream"]["summary"]["replicas"])) if r["stream"]["exists"] else "stream %s does not exist" % p["stream"]),
+    "cluster_current": (
+        "cluster",
+        lambda r, p: r["cluster"]["all_current"],
+        lambda r, p: "%s of %s JetStream peers current (%s)" % (
+            r["cluster"]["peers_current"], r["cluster"]["cluster_size"],
+            ", ".join("%s%s" % (x["name"], "" if x["current"] else " behind") for x in r["cluster"]["peers"]))),
+    "consumer_pending_below": (
+        "consumer",
+        lambda r, p: r["consumer"]["exists"] and r["consumer"]["num_pending"] < p["max_pending"],
+        lambda r, p: ("consumer %s on %s: %s pending, waiting for fewer than %s" % (
+            p["consumer"], p["stream"], r["consumer"]["num_pending"], p["max_pending"]))
+        if r["consumer"]["exists"] else "consumer %s on %s does not exist" % (p["consumer"], p["stream"])),
+}
+
+
 def gather_list(params):
     """The sections to collect: explicit ``gather``, else account + streams (+ stream/consumer when named)."""
-    gather = params.get("gather")
+    gather = list(params.get("gather") or [])
+    if params.get("wait_for") and not gather:
+        gather = [WAIT_CONDITIONS[params["wait_for"]][0]]
     if not gather:
         gather = ["account", "streams"]
         if params.get("stream"):
@@ -259,3 +290,33 @@ def gather_facts(module, js):
     if "consumer" in gather:
         result["consumer"] = consumer_facts(js, params["stream"], params["consumer"])
     return result
+
+
+def wait_for(module, js, poll=0.5):
+    """Gather until the ``wait_for`` condition holds; on timeout fail with one line and the last facts seen."""
+    params = module.params
+    section, holds, describe = WAIT_CONDITIONS[params["wait_for"]]
+    if section not in gather_list(params):
+        raise JetStreamError("wait_for %s needs gather to include %s" % (params["wait_for"], section))
+    timeout = durations.to_seconds(params["timeout"], "timeout")
+    started = time.monotonic()
+    while True:
+        try:
+            result = gather_facts(module, js)
+            ok = holds(result, params)
+        except JetStreamError as exc:  # a leader election in progress: not there yet
+            result, ok = dict(changed=False, last_error=str(exc)), False
+        waited = round(time.monotonic() - started, 1)
+        if ok:
+            result["waited_seconds"] = waited
+            return result
+        if waited >= timeout:
+            seen = result.get("last_error") or describe(result, params)
+            raise JetStreamError("still not %s after %ss: %s" % (params["wait_for"], timeout, seen),
+                                 waited_seconds=waited, **{k: v for k, v in result.items() if k != "changed"})
+        time.sleep(poll)
+
+
+def run(module, js):
+    return wait_for(module, js) if module.params.get("wait_for") else gather_facts(module, js)
+

@@ -43,6 +43,25 @@ options:
   system_creds_file:
     description: C(.creds) file of a system-account user, instead of O(system_user).
     type: path
+  wait_for:
+    description:
+      - Gather again until a value the cluster converges to holds, instead of reading it once.
+      - V(stream_current), O(stream) exists, has a leader and every replica is current;
+        V(cluster_current), every JetStream peer is current (needs O(gather=cluster) rights);
+        V(consumer_pending_below), O(consumer) has fewer than O(max_pending) messages pending.
+      - Transient errors (a leader election) count as "not yet". On timeout the task fails with one line saying
+        what is still missing, and returns the last facts seen.
+      - Without O(gather), gathers just what the condition needs.
+    type: str
+    choices: [cluster_current, consumer_pending_below, stream_current]
+  max_pending:
+    description: The bound for O(wait_for=consumer_pending_below).
+    type: int
+    default: 0
+  timeout:
+    description: How long O(wait_for) waits (seconds, or a duration such as V(2m)).
+    type: raw
+    default: 30
 extends_documentation_fragment:
   - athlete_ally.nats.connection
   - ansible.builtin.action_common_attributes
@@ -95,6 +114,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+waited_seconds:
+  description: How long O(wait_for) waited.
+  returned: with O(wait_for)
+  type: float
 gathered:
   description: The sections collected.
   returned: always
@@ -187,13 +210,13 @@ consumer:
 """
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils.info import (
-    INFO_MODULE_KWARGS, gather_facts, info_argument_spec)
+    INFO_MODULE_KWARGS, info_argument_spec, run)
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
 def main():
     module = build_module(info_argument_spec(), **dict(INFO_MODULE_KWARGS))
-    run_module(module, gather_facts)
+    run_module(module, run)
 
 
 if __name__ == "__main__":
