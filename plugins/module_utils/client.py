@@ -540,9 +540,10 @@ class JetStreamClient(object):
     def _exhausted(self, api, exc, attempts, elapsed):
         result = dict(exc.result, retry_attempts=attempts)
         return RetryBudgetExhausted(
-            "JetStream API %s at %s still failing after %d attempts in %.1fs (retry_budget %ss); last error: %s; "
+            "JetStream API %s at %s still failing after %d attempt%s in %.1fs (retry_budget %ss); last error: %s; "
             "raise retry_budget or check that the cluster has quorum and the stream has a leader"
-            % (api, self.where, attempts, elapsed, fmt_seconds(self.retry_budget), exc.short), **result)
+            % (api, self.where, attempts, "" if attempts == 1 else "s", elapsed, fmt_seconds(self.retry_budget),
+               exc.short), **result)
 
     # -- common lookups ---------------------------------------------------------------------
     def account_info(self):

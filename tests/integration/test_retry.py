@@ -59,8 +59,8 @@ def meta_leader(cluster):
 
 def r3_stream(cluster, name, subjects):
     """An R3 stream whose leader is healthy and is not the meta leader; returns the leader's node index."""
-    reply = cluster.js_api("STREAM.CREATE.%s" % name, {"name": name, "subjects": subjects, "num_replicas": 3,
-                                                      "storage": "file"}, timeout=10, **APP)
+    config = {"name": name, "subjects": subjects, "num_replicas": 3, "storage": "file"}
+    reply = cluster.js_api("STREAM.CREATE.%s" % name, config, timeout=10, **APP)
     assert "error" not in reply or reply["error"]["err_code"] == 10058, reply
     deadline = time.time() + 60
     while True:
@@ -122,8 +122,8 @@ def run_info_loop_through_fault(cluster, tmp_path, stream, **args):
     leader = r3_stream(cluster, stream, ["%s.>" % stream.lower()])
     fault = Fault(cluster, leader, trigger=(tmp_path / "started").exists).start()
     box = {}
-    runner = threading.Thread(target=lambda: box.update(res=run_tasks(info_loop(stream, tmp_path, **args),
-                                                                       servers=cluster.urls, defaults=APP)))
+    tasks = info_loop(stream, tmp_path, **args)
+    runner = threading.Thread(target=lambda: box.update(res=run_tasks(tasks, servers=cluster.urls, defaults=APP)))
     runner.start()
     try:
         fault.join()
