@@ -18,6 +18,7 @@ API calls that list or filter streams, and R1 keeps 500 of them light on 2 cores
 Prints median and p90 per size and the growth of the median against the smallest size. No assertions.
 
     .venv/bin/python bench/scale.py [--sizes 10,100,500] [--iterations 15] [--tasks 8] [--replicas 3]
+                                    [--no-playbook]
 """
 
 from __future__ import annotations
@@ -220,12 +221,11 @@ def main():
                 results[("noop in-process", size)] = timed(lambda: noop_in_process(params), args.iterations)
                 results[("overlap check", size)] = timed(lambda: overlap_check(params), args.iterations)
                 results[("overlap, LIST all", size)] = timed(lambda: overlap_list_all(params), args.iterations)
-                samples = []
-                for i in range(args.iterations):
-                    samples.extend(timed(lambda i=i: cutover(params, i % 2 == 0), 1))
-                if args.iterations % 2:  # leave the group where it started
+                # Even samples move the group to SCALE_TARGET, odd ones back; an odd count ends with one more back.
+                results[("cut-over", size)] = [timed(lambda forth=(i % 2 == 0): cutover(params, forth), 1)[0]
+                                               for i in range(args.iterations)]
+                if args.iterations % 2:
                     cutover(params, False)
-                results[("cut-over", size)] = samples
         finally:
             cluster.stop()
 
