@@ -50,6 +50,15 @@ def playbook(path, args=(), log=None):
                               check=False).returncode
 
 
+def recap(log):
+    """Task count of the last run in ``log`` from its PLAY RECAP line (ok + failed + skipped), or None."""
+    for line in reversed(Path(log).read_text(errors="replace").splitlines()):
+        if line.startswith("localhost") and " ok=" in line:
+            counts = dict(part.split("=", 1) for part in line.split()[2:] if "=" in part)
+            return sum(int(counts.get(k, 0)) for k in ("ok", "failed", "skipped"))
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=20.0, help="load events per second (default 20)")
@@ -68,7 +77,7 @@ def main():
     for f in (ledger, stop):
         if f.exists():
             f.unlink()
-    report = dict(phases={}, ok=False)
+    report = dict(phases={}, tasks={}, ok=False)
     started = time.monotonic()
     load = None
     try:
@@ -84,7 +93,9 @@ def main():
             t0 = time.monotonic()
             rc = playbook(path, list(extra) + args.extra, log)
             report["phases"][name] = round(time.monotonic() - t0, 1)
-            print("%-10s %6.1f s  %s" % (name, report["phases"][name], "ok" if rc == 0 else "FAILED"), flush=True)
+            report["tasks"][name] = recap(log)
+            print("%-10s %6.1f s  %4s tasks  %s" % (name, report["phases"][name], report["tasks"][name],
+                                                   "ok" if rc == 0 else "FAILED"), flush=True)
             if rc != 0:
                 report["failed_phase"] = name
                 break

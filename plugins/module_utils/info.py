@@ -319,4 +319,3 @@ def wait_for(module, js, poll=0.5):
 
 def run(module, js):
     return wait_for(module, js) if module.params.get("wait_for") else gather_facts(module, js)
-

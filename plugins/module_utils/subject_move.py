@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError, recheck_stream_config
 from ansible_collections.athlete_ally.nats.plugins.module_utils.config_diff import own_subjects
 from ansible_collections.athlete_ally.nats.plugins.module_utils.stream import find_overlaps
 
@@ -26,8 +26,11 @@ def _require(js, name):
     return info
 
 
-def _update(js, config):
-    return js.request("STREAM.UPDATE.%s" % config["name"], config)
+def _update(js, config, recheck=None):
+    # A timed-out update (leader election) may still have been applied: re-read what it changes before resending.
+    applied = {"subjects": config.get("subjects") or [], "metadata": config.get("metadata") or {}}
+    return js.request("STREAM.UPDATE.%s" % config["name"], config,
+                      recheck=recheck or recheck_stream_config(config["name"], applied))
 
 
 def _sources_from(info, origin):
@@ -138,4 +141,8 @@ def drop_sources(js, to_stream, from_stream):
     new = dict(cfg, sources=kept)
     if not kept:
         new.pop("sources")
-    return _update(js, new)
+
+    def dropped(js_):
+        info = js_.stream_info(to_stream)
+        return info if info is not None and not _sources_from(info, from_stream) else None
+    return _update(js, new, recheck=dropped)
