@@ -21,7 +21,8 @@ import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import config_diff, durations
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import (
-    CONSUMER_ALREADY_EXISTS, CONSUMER_DOES_NOT_EXIST, CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, ApiError, JetStreamError)
+    CONSUMER_ALREADY_EXISTS, CONSUMER_DOES_NOT_EXIST, CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, ApiError, JetStreamError,
+    recheck_consumer_config, recheck_consumer_deleted)
 
 PAUSE_MIN_VERSION = (2, 11, 0)
 NAMED_API_MIN_VERSION = (2, 9, 0)
@@ -268,7 +269,8 @@ class ConsumerManager(object):
     def _write(self, config, action):
         payload = {"stream_name": self.stream, "config": config, "action": action}
         try:
-            return self.js.request(self._create_api(), payload)
+            return self.js.request(self._create_api(), payload,
+                                   recheck=recheck_consumer_config(self.stream, self.name, config))
         except ApiError as exc:
             if exc.err_code == CONSUMER_ALREADY_EXISTS:
                 raise JetStreamError("%s was created by someone else while this task ran (with another config); "
@@ -340,7 +342,8 @@ class ConsumerManager(object):
         before = _display(_compare_form(info["config"]))
         if not self.module.check_mode:
             try:
-                self.js.request("CONSUMER.DELETE.%s.%s" % (self.stream, self.name))
+                self.js.request("CONSUMER.DELETE.%s.%s" % (self.stream, self.name),
+                                recheck=recheck_consumer_deleted(self.stream, self.name))
             except ApiError as exc:
                 if exc.err_code not in (CONSUMER_NOT_FOUND, STREAM_NOT_FOUND):
                     raise JetStreamError("%s: the server refused to delete it: %s (err_code %s)"

@@ -15,7 +15,8 @@ import datetime
 import re
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import config_diff, durations
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import ApiError, JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.client import (
+    ApiError, JetStreamError, recheck_stream_config, recheck_stream_deleted)
 
 NS = 10 ** 9
 DEFAULT_DUPLICATE_WINDOW = 120 * NS  # StreamDefaultDuplicatesWindow (2m)
@@ -453,8 +454,10 @@ def stream_present(module, js):
         result["changed"] = True
         if not module.check_mode:
             api, what = ("STREAM.UPDATE.%s", "update") if live is not None else ("STREAM.CREATE.%s", "create")
+            # A timed-out write (leader election) may have been applied: re-read what it changes before resending.
+            applied = {k: v for k, v in desired.items() if (live or {}).get(k) != v}
             try:
-                info = js.request(api % name, desired)
+                info = js.request(api % name, desired, recheck=recheck_stream_config(name, applied))
             except ApiError as exc:
                 raise _rephrase(exc, name, what)
         else:
@@ -495,7 +498,7 @@ def stream_absent(module, js):
                                  "or only_if_empty: true to delete only empty streams" % (name, messages), **partial)
     if not module.check_mode:
         try:
-            js.request("STREAM.DELETE.%s" % name)
+            js.request("STREAM.DELETE.%s" % name, recheck=recheck_stream_deleted(name))
         except ApiError as exc:
             raise _rephrase(exc, name, "delete")
     before = canonical(info.get("config"))
