@@ -136,7 +136,7 @@ def test_transient_loss_rebinds_to_the_same_stream_until_it_is_gone():
         js.answers["AA_VENDOR_HOT"] = [nats_errors.TimeoutError(), nats_errors.TimeoutError(), info()]
         await worker.step()  # loses the consumer
         assert worker.stream is None and worker.sticky == "AA_VENDOR_HOT"
-        for _ in range(3):
+        for _round in range(3):
             await worker.step()
         assert js.binds == ["AA_VENDOR_HOT", "AA_VENDOR_HOT"] and worker.stream == "AA_VENDOR_HOT"
         # deleted for real (rollback/phase 3): a full round again
@@ -179,7 +179,7 @@ def test_stalled_subscription_is_replaced():
     async def go():
         await worker.step()
         assert js.binds == ["AA_CORE_HOT"]
-        for _ in range(10):  # fetches time out while the consumer has pending messages
+        for _round in range(10):  # fetches time out while the consumer has pending messages
             await worker.step()
             await asyncio.sleep(0.02)
         assert js.binds.count("AA_CORE_HOT") >= 2
@@ -190,7 +190,7 @@ def test_stall_check_leaves_a_consumer_at_max_ack_pending_alone():
     worker, js = make_worker({"AA_CORE_HOT": [info(num_pending=5, num_ack_pending=1000)]})
 
     async def go():
-        for _ in range(8):
+        for _round in range(8):
             await worker.step()
             await asyncio.sleep(0.02)
         assert js.binds == ["AA_CORE_HOT"]
