@@ -94,8 +94,8 @@ def main():
             rc = playbook(path, list(extra) + args.extra, log)
             report["phases"][name] = round(time.monotonic() - t0, 1)
             report["tasks"][name] = recap(log)
-            print("%-10s %6.1f s  %4s tasks  %s" % (name, report["phases"][name], report["tasks"][name],
-                                                   "ok" if rc == 0 else "FAILED"), flush=True)
+            print("%-10s %6.1f s  %4s tasks  %s" % (
+                name, report["phases"][name], report["tasks"][name], "ok" if rc == 0 else "FAILED"), flush=True)
             if rc != 0:
                 report["failed_phase"] = name
                 break

@@ -48,27 +48,42 @@ INFO_MODULE_KWARGS = dict(
 )
 
 
-# What a cluster converges to (wait_for): condition on the gathered facts, and how to say what is still missing.
+# What a cluster converges to (wait_for): whether it holds on the gathered facts, and what is still missing.
+def _stream_current(r, _p):
+    s = r["stream"]
+    return s["exists"] and bool(s["summary"]["leader"]) and s["summary"]["replicas_current"] == s["summary"]["replicas"]
+
+
+def _stream_missing(r, p):
+    s = r["stream"]
+    if not s["exists"]:
+        return "stream %s does not exist" % p["stream"]
+    return "stream %s: leader %s, %s of %s replicas current" % (
+        p["stream"], s["summary"]["leader"], s["summary"]["replicas_current"], s["summary"]["replicas"])
+
+
+def _cluster_missing(r, _p):
+    c = r["cluster"]
+    return "%s of %s JetStream peers current (%s)" % (
+        c["peers_current"], c["cluster_size"],
+        ", ".join("%s%s" % (x["name"], "" if x["current"] else " behind") for x in c["peers"]))
+
+
+def _pending_below(r, p):
+    return r["consumer"]["exists"] and r["consumer"]["num_pending"] < p["max_pending"]
+
+
+def _pending_missing(r, p):
+    if not r["consumer"]["exists"]:
+        return "consumer %s on %s does not exist" % (p["consumer"], p["stream"])
+    return "consumer %s on %s: %s pending, waiting for fewer than %s" % (
+        p["consumer"], p["stream"], r["consumer"]["num_pending"], p["max_pending"])
+
+
 WAIT_CONDITIONS = {
-    "stream_current": (
-        "stream",
-        lambda r, p: r["stream"]["exists"] and bool(r["stream"]["summary"]["leader"]) and
-        r["stream"]["summary"]["replicas_current"] == r["stream"]["summary"]["replicas"],
-        lambda r, p: ("stream %s: leader %s, %s of %s replicas current" % (
-            p["stream"], r["stream"]["summary"]["leader"], r["stream"]["summary"]["replicas_current"],
-            r["stream"]["summary"]["replicas"])) if r["stream"]["exists"] else "stream %s does not exist" % p["stream"]),
-    "cluster_current": (
-        "cluster",
-        lambda r, p: r["cluster"]["all_current"],
-        lambda r, p: "%s of %s JetStream peers current (%s)" % (
-            r["cluster"]["peers_current"], r["cluster"]["cluster_size"],
-            ", ".join("%s%s" % (x["name"], "" if x["current"] else " behind") for x in r["cluster"]["peers"]))),
-    "consumer_pending_below": (
-        "consumer",
-        lambda r, p: r["consumer"]["exists"] and r["consumer"]["num_pending"] < p["max_pending"],
-        lambda r, p: ("consumer %s on %s: %s pending, waiting for fewer than %s" % (
-            p["consumer"], p["stream"], r["consumer"]["num_pending"], p["max_pending"]))
-        if r["consumer"]["exists"] else "consumer %s on %s does not exist" % (p["consumer"], p["stream"])),
+    "stream_current": ("stream", _stream_current, _stream_missing),
+    "cluster_current": ("cluster", lambda r, _p: r["cluster"]["all_current"], _cluster_missing),
+    "consumer_pending_below": ("consumer", _pending_below, _pending_missing),
 }
 
 

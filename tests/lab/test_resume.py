@@ -81,7 +81,8 @@ def test_killed_anywhere_rerun_finishes_and_nothing_is_lost(lab, tmp_path):
         assert stream(lab, CORE)["config"]["metadata"].get("aa.migration.phase2.completed_at")
 
         # Rollback of phase 2: killed after the subjects returned, before the new stream is removed.
-        killed(lab, playbook("phase2.yml", "--tags", "rollback"), task="Read the new consumers after the subjects returned")
+        killed(lab, playbook("phase2.yml", "--tags", "rollback"),
+               task="Read the new consumers after the subjects returned")
         assert stream(lab, CORE) is not None, "the kill came too late: the new stream is gone"
         assert "athlete-ally.>" in stream(lab, LEGACY)["config"]["subjects"]
         completes(playbook("phase2.yml", "--tags", "rollback"))
