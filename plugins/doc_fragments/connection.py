@@ -45,12 +45,12 @@ options:
     description: Host name to verify the server certificate against, when it differs from the URL's.
     type: str
   connect_timeout:
-    description: Seconds to wait for each connection attempt.
-    type: float
+    description: How long to wait for each connection attempt (seconds, or a duration such as V(10s)).
+    type: raw
     default: 5.0
   request_timeout:
-    description: Seconds to wait for each JetStream API reply.
-    type: float
+    description: How long to wait for each JetStream API reply (seconds, or a duration such as V(10s)).
+    type: raw
     default: 5.0
   retry_budget:
     description:
@@ -63,7 +63,7 @@ options:
       - Reads are retried freely; a write is sent again only when the failure proves it was not applied, or after
         re-reading the state showed it was not. Other server errors (such as overlapping subjects) are never retried.
       - Each retry is reported as a warning. V(0) disables retries.
-    type: float
+    type: raw
     default: 30.0
   domain:
     description: JetStream domain; the API prefix becomes C($JS.<domain>.API) (E(NATS_JS_DOMAIN)).

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import duration_option
+
 
 def jetstream_argument_spec():
     """Connection options, with NATS_* environment fallbacks like the nats CLI."""
@@ -22,9 +24,9 @@ def jetstream_argument_spec():
         tls_cert=dict(type="path", fallback=(env_fallback, ["NATS_CERT"])),
         tls_key=dict(type="path", no_log=False, fallback=(env_fallback, ["NATS_KEY"])),
         tls_hostname=dict(type="str"),
-        connect_timeout=dict(type="float", default=5.0),
-        request_timeout=dict(type="float", default=5.0),
-        retry_budget=dict(type="float", default=30.0, fallback=(env_fallback, ["NATS_RETRY_BUDGET"])),
+        connect_timeout=duration_option(default=5.0),
+        request_timeout=duration_option(default=5.0),
+        retry_budget=duration_option(default=30.0, fallback=(env_fallback, ["NATS_RETRY_BUDGET"])),
         domain=dict(type="str", fallback=(env_fallback, ["NATS_JS_DOMAIN"])),
         api_prefix=dict(type="str", fallback=(env_fallback, ["NATS_JS_API_PREFIX"])),
     )

@@ -19,6 +19,8 @@ import sys
 import time
 import types
 
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations
+
 
 class _StandIn(types.ModuleType):
     """Holds a module's place in sys.modules while nats-py is imported (see _import_nats).
@@ -231,6 +233,17 @@ def _tls_context(params):
     return ctx
 
 
+def _seconds(params, name, default):
+    """A connection duration option in seconds ("5s", "2m", 5, "5"); one parser for all (durations.py)."""
+    value = params.get(name)
+    if value is None or value == "":
+        return float(default)
+    try:
+        return durations.to_seconds(value, name)
+    except ValueError as exc:
+        raise JetStreamError(str(exc))
+
+
 def _split_servers(servers):
     # NATS_URL holds a comma-separated list; a task may pass a list or that same string.
     out = []
@@ -296,9 +309,9 @@ class JetStreamClient(object):
             self.prefix = "$JS.%s.API" % params["domain"]
         else:
             self.prefix = "$JS.API"
-        self.timeout = params.get("request_timeout") or 5.0
-        budget = params.get("retry_budget")
-        self.retry_budget = max(0.0, float(DEFAULT_RETRY_BUDGET if budget is None else budget))
+        self.timeout = _seconds(params, "request_timeout", 5.0)
+        self.connect_timeout = _seconds(params, "connect_timeout", 5.0)
+        self.retry_budget = max(0.0, _seconds(params, "retry_budget", DEFAULT_RETRY_BUDGET))
         self.warnings = []  # one line per retry; runner.run_module hands them to module.warn()
         self.loop = None
         self.nc = None
@@ -345,7 +358,7 @@ class JetStreamClient(object):
             raise JetStreamError("cannot load TLS files (tls_ca=%s, tls_cert=%s): %s"
                                  % (p.get("tls_ca"), p.get("tls_cert"), exc))
         options = dict(
-            servers=self.servers, connect_timeout=p.get("connect_timeout") or 5.0,
+            servers=self.servers, connect_timeout=self.connect_timeout,
             # nats-py treats max_reconnect_attempts=0 as "retry forever" while picking a server for the
             # first connect (a closed port hung the task); 1 = one retry per server, then NoServersError.
             # No automatic reconnect: nats-py would replay buffered writes; request() reconnects itself.
