@@ -5,18 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.support.ansible_run import run_tasks
-from tests.support.nats_cluster import NatsCluster
+from tests.support.nats_cluster import NatsCluster, accounts_config
 from tests.support.jsapi import api
 
 SYS_PASSWORD = "sys-Pw-4b1d"
 APP_PASSWORD = "app-Pw-77c2"
-ACCOUNTS = """
-accounts {
-  SYS { users: [ {user: sys, password: "%s"} ] }
-  APP { jetstream: enabled, users: [ {user: app, password: "%s"} ] }
-}
-system_account: SYS
-""" % (SYS_PASSWORD, APP_PASSWORD)
+ACCOUNTS = accounts_config(SYS_PASSWORD, APP_PASSWORD)
 APP = dict(user="app", password=APP_PASSWORD)
 SYSTEM = dict(system_user="sys", system_password=SYS_PASSWORD)
 

@@ -17,7 +17,7 @@ import nats
 import pytest
 
 from tests.support.ansible_run import run_tasks
-from tests.support.nats_cluster import NatsCluster
+from tests.support.nats_cluster import NatsCluster, accounts_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
@@ -25,13 +25,7 @@ from ansible_collections.athlete_ally.nats.plugins.module_utils import client  #
 
 APP_PASSWORD = "app-Pw-r3try"
 SYS_PASSWORD = "sys-Pw-r3try"
-ACCOUNTS = """
-accounts {
-  SYS { users: [ {user: sys, password: "%s"} ] }
-  APP { jetstream: enabled, users: [ {user: app, password: "%s"} ] }
-}
-system_account: SYS
-""" % (SYS_PASSWORD, APP_PASSWORD)
+ACCOUNTS = accounts_config(SYS_PASSWORD, APP_PASSWORD)
 APP = dict(user="app", password=APP_PASSWORD)
 NODE_DOWN_S = 8  # the fault being ridden through: how long the killed node stays down
 

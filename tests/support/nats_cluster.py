@@ -21,6 +21,17 @@ async def _quiet(_exc):
     return None
 
 
+def accounts_config(sys_password, app_password):
+    """Server config lines for a system account (user ``sys``) and a JetStream account APP (user ``app``)."""
+    return """
+accounts {
+  SYS { users: [ {user: sys, password: "%s"} ] }
+  APP { jetstream: enabled, users: [ {user: app, password: "%s"} ] }
+}
+system_account: SYS
+""" % (sys_password, app_password)
+
+
 def free_ports(count):
     socks = [socket.socket() for _i in range(count)]
     try:
