@@ -118,11 +118,11 @@ def main():
                            cwd=str(REPO), env=playbook_env(), capture_output=True, text=True, check=False)
     counts = json.loads(check.stdout) if check.stdout.strip().startswith("{") else {"error": check.stderr[-500:]}
     summary = {k: counts.get(k) for k in ("sent", "acked", "lost", "unexpected", "duplicates", "publish_gap_ms")}
-    print("\n| # | phase | kill after s | last task started | step at kill | re-run rc | re-run s | step after |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| # | phase | kill after s | killed | last task started | step at kill | re-run rc | re-run s | step after |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print("| %(n)d | %(phase)d | %(kill_after_s)s | %(last_task)s | %(step_at_kill)s | %(rerun_rc)s | %(rerun_s)s "
-              "| %(step_after)s |" % r)
+        print("| %(n)d | %(phase)d | %(kill_after_s)s | %(killed)s | %(last_task)s | %(step_at_kill)s | %(rerun_rc)s "
+              "| %(rerun_s)s | %(step_after)s |" % dict(r, killed="yes" if r["killed"] else "no (ended first)"))
     print("\nledger: %s" % json.dumps(summary))
     (lab / "chaos.json").write_text(json.dumps(dict(rounds=rows, ledger=summary), indent=2) + "\n")
     ok = all(r["rerun_rc"] == 0 and r["step_after"] == "complete" for r in rows) and summary.get("lost") == 0
