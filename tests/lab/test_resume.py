@@ -1,12 +1,19 @@
-"""Every step resumes: the playbook's whole process group is SIGKILLed (an operator's dropped connection, a cancelled
-AWX job) at the moments that matter, the same playbook is run again and finishes, phase 3 can run afterwards, and
-the loss ledger shows nothing lost. All under load, on the lab, in one pass (each stage starts where the last ended).
+"""Every step resumes, and every phase rides through a leader election, under load, on the lab, in one pass (each
+stage starts where the last ended):
+
+- the playbook's whole process group is SIGKILLed (an operator's dropped connection, a cancelled AWX job) after the
+  service was bound, right after the subjects moved, during the source catch-up, and in a rollback after the
+  subjects returned; the same playbook run again finishes;
+- while phases 0, 1 and 2 run, the leader of the stream they work on is SIGKILLed and its node comes back 8 s later;
+  the phase completes in that one run;
+- a finished phase run again changes nothing, phase 3 runs afterwards, and the loss ledger shows nothing lost.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -20,6 +27,7 @@ from lab.interrupt import run_killed  # noqa: E402
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 LEGACY, VENDOR, CORE = "ATHLETE_ALLY_EVENTS", "AA_VENDOR_HOT", "AA_CORE_HOT"
+NODE_DOWN_S = 8
 
 
 def playbook(name, *args):
@@ -39,9 +47,23 @@ def killed(lab, cmd, **trigger):
     return run
 
 
-def completes(cmd):
-    run = run_killed(cmd, playbook_env(), str(REPO), timeout=600)
-    assert run["rc"] == 0, "re-run failed (rc %s):\n%s" % (run["rc"], run["output"][-5000:])
+def completes(cmd, lab=None, leader_of=None, at_task=None):
+    """Run to the end; with ``leader_of``, SIGKILL that stream's leader when ``at_task`` starts (back 8 s later)."""
+    faults = []
+
+    def leader_down_and_back():
+        out = lab.fault("kill-leader", leader_of)
+        time.sleep(NODE_DOWN_S)
+        lab.fault("restart-nats", out["leader"])
+        faults.append(out["leader"])
+
+    run = run_killed(cmd, playbook_env(), str(REPO), timeout=600, task=at_task,
+                     action=leader_down_and_back if leader_of else None)
+    assert run["rc"] == 0, "run failed (rc %s)%s:\n%s" % (
+        run["rc"], " with the %s leader killed at '%s'" % (leader_of, at_task) if leader_of else "",
+        run["output"][-5000:])
+    if leader_of:
+        assert run["at"] and faults, "the leader of %s was not killed and brought back during the run" % leader_of
     return run
 
 
@@ -59,16 +81,16 @@ def start_load(lab, tmp_path):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), ledger, stop
 
 
-def test_killed_anywhere_rerun_finishes_and_nothing_is_lost(lab, tmp_path):
+def test_killed_anywhere_rerun_finishes_rides_leader_elections_and_nothing_is_lost(lab, tmp_path):
     load, ledger, stop = start_load(lab, tmp_path)
     try:
-        completes(playbook("phase0.yml"))
+        completes(playbook("phase0.yml"), lab, leader_of="AA_DLQ", at_task="Publish a test message")
 
         # Phase 1: killed once the service reads the new stream, before the cut-over.
         killed(lab, playbook("phase1.yml"), task="Verify dual processing before the cut-over")
         assert stream(lab, VENDOR)["config"].get("sources"), "the kill came too late: already cut over"
         assert "vendor.>" in stream(lab, LEGACY)["config"]["subjects"]
-        completes(playbook("phase1.yml"))
+        completes(playbook("phase1.yml"), lab, leader_of=LEGACY, at_task="Drain the legacy consumers up to")
         meta = stream(lab, VENDOR)["config"]["metadata"]
         assert meta.get("aa.migration.phase1.cutover_seq") and meta.get("aa.migration.phase1.completed_at"), meta
 
@@ -91,7 +113,13 @@ def test_killed_anywhere_rerun_finishes_and_nothing_is_lost(lab, tmp_path):
 
         # Phase 2 again: killed while the shadow sources catch up after the move.
         killed(lab, playbook("phase2.yml"), when=lambda: core_moved_with_sources(lab))
-        completes(playbook("phase2.yml"))
+        completes(playbook("phase2.yml"), lab, leader_of=CORE, at_task="Move the subjects")
+
+        # Run again, a finished phase changes nothing.
+        for name in ("phase1.yml", "phase2.yml"):
+            again = completes(playbook(name))
+            recap = [line for line in again["output"].splitlines() if line.startswith("localhost")][-1]
+            assert " changed=0 " in recap and " failed=0 " in recap, "%s run again: %s" % (name, recap)
 
         # Phase 3 reads the clock and the cut-over seq from the journal: it must pass, not blame a publisher.
         completes(playbook("phase3.yml", "-e", "migration_legacy_retention_seconds=0"))
