@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils import durations
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, waiter
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamClient, JetStreamError
 
 GATHER_CHOICES = ["cluster", "account", "streams", "stream", "consumer"]
@@ -314,22 +313,16 @@ def wait_for(module, js, poll=0.5):
     if section not in gather_list(params):
         raise JetStreamError("wait_for %s needs gather to include %s" % (params["wait_for"], section))
     timeout = durations.to_seconds(params["timeout"], "timeout")
-    started = time.monotonic()
-    while True:
-        try:
-            result = gather_facts(module, js)
-            ok = holds(result, params)
-        except JetStreamError as exc:  # a leader election in progress: not there yet
-            result, ok = dict(changed=False, last_error=str(exc)), False
-        waited = round(time.monotonic() - started, 1)
-        if ok:
-            result["waited_seconds"] = waited
-            return result
-        if waited >= timeout:
-            seen = result.get("last_error") or describe(result, params)
-            raise JetStreamError("still not %s after %ss: %s" % (params["wait_for"], timeout, seen),
-                                 waited_seconds=waited, **{k: v for k, v in result.items() if k != "changed"})
-        time.sleep(poll)
+    try:
+        result, waited = waiter.poll_until(  # a failed read (a leader election in progress) is "not yet"
+            lambda: gather_facts(module, js), lambda r: holds(r, params), lambda r: describe(r, params), timeout,
+            poll=poll, transient=(JetStreamError,))
+    except waiter.TimedOut as exc:
+        last = exc.last if exc.error is None else dict(last_error=str(exc.error))
+        raise JetStreamError("still not %s after %ss: %s" % (params["wait_for"], timeout, exc.line),
+                             waited_seconds=exc.waited, **{k: v for k, v in last.items() if k != "changed"})
+    result["waited_seconds"] = waited
+    return result
 
 
 def run(module, js):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import time
 
+from ansible_collections.athlete_ally.nats.plugins.module_utils import waiter
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
 from ansible_collections.athlete_ally.nats.plugins.module_utils.config_diff import own_subjects
 
@@ -256,21 +257,13 @@ def describe(group, condition):
 
 def wait_for(js, legacy_name, groups, phase, condition, timeout, poll=0.5, progress=None):
     """Read until ``condition`` holds for group ``phase``; on timeout fail with the last state seen."""
-    deadline = time.monotonic() + timeout
     test = CONDITIONS[condition]
-    started = time.monotonic()
-    last_line = None
-    while True:
-        state = read(js, legacy_name, groups)
-        group = state["groups"][str(phase)]
-        if test(group):
-            state["waited_seconds"] = round(time.monotonic() - started, 1)
-            return state
-        line = describe(group, condition)
-        if progress is not None and line != last_line:
-            progress("%.1fs: %s" % (time.monotonic() - started, line))
-            last_line = line
-        if time.monotonic() >= deadline:
-            raise JetStreamError("phase %s: still not %s after %ss (%s); check the service and its logs, or raise "
-                                 "the timeout" % (phase, condition, timeout, line), state=state)
-        time.sleep(poll)
+    try:
+        state, waited = waiter.poll_until(
+            lambda: read(js, legacy_name, groups), lambda st: test(st["groups"][str(phase)]),
+            lambda st: describe(st["groups"][str(phase)], condition), timeout, poll=poll, progress=progress)
+    except waiter.TimedOut as exc:
+        raise JetStreamError("phase %s: still not %s after %ss (%s); check the service and its logs, or raise "
+                             "the timeout" % (phase, condition, timeout, exc.line), state=exc.last)
+    state["waited_seconds"] = waited
+    return state

@@ -150,3 +150,21 @@ def test_a_group_with_a_subject_on_both_streams_is_refused(cluster, plan):
     bad = dict(p, group={"phase": 1, "stream": p["new"], "subjects": []})
     res = run_tasks(state_task(bad), servers=cluster.url)
     assert res.rc != 0 and "groups[0] lacks subjects" in res.task("state")["msg"]
+
+
+def test_info_waits_for_a_current_stream_and_names_what_is_missing(cluster, plan):
+    p = plan
+
+    def info(stream, timeout):
+        task = {"name": "info", "register": "out", "athlete_ally.nats.jetstream_info": dict(
+            stream=stream, wait_for="stream_current", timeout=timeout)}
+        return run_tasks([task], servers=cluster.url)
+
+    ok = info(p["legacy"], "10s")
+    assert ok.rc == 0, ok.stdout
+    out = ok.task("info")
+    assert out["stream"]["summary"]["replicas_current"] == 3 and out["waited_seconds"] >= 0
+    missing = info("NO_SUCH_STREAM", 1)
+    assert missing.rc != 0
+    msg = missing.task("info")["msg"]
+    assert msg == "still not stream_current after 1.0s: stream NO_SUCH_STREAM does not exist", msg
