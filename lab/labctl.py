@@ -221,7 +221,11 @@ def down(args):
         except ValueError:
             pid = None
     if pid and psutil.pid_exists(pid):
-        subprocess.run([args.supervisorctl, "-c", args.conf, "shutdown"], capture_output=True, text=True, check=False)
+        # `stop all` first: it stops the programs back to back (about 1 s for the lab), whereas `shutdown` alone
+        # walks supervisord's 1 s main-loop ticks per program state change (about 5-7 s).
+        for action in ("stop all", "shutdown"):
+            subprocess.run([args.supervisorctl, "-c", args.conf] + action.split(), capture_output=True, text=True,
+                           check=False)
         changed = True
         try:
             psutil.Process(pid).wait(args.timeout)
