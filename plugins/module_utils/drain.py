@@ -7,6 +7,8 @@ Drained: num_pending 0, num_ack_pending 0, num_redelivered 0 and ack_floor.consu
 seen on ``stable_polls`` consecutive polls. With ``until_stream_seq`` N (a cut-over point on a stream that still
 receives messages): ack_floor.stream_seq >= N, or num_ack_pending 0 and (delivered.stream_seq >= N or
 num_pending 0) -- a filtered consumer's ack floor may never reach N when later messages do not match its filter.
+Every message up to N is already stored, so once that holds it stays true: one reading is enough, and
+``stable_polls`` applies only to the full drain, whose empty backlog can be momentary.
 
 Progress (for the stall check) is the ack floor moving or the outstanding work (num_pending + num_ack_pending)
 shrinking; redeliveries alone are not progress.
@@ -167,7 +169,8 @@ class Drain(object):
         deadline = self.start + self.timeout
         last_progress = self.start
         best_floor, best_outstanding = c["ack_floor"]["consumer_seq"], outstanding(c)
-        while streak < self.stable_polls:
+        needed = 1 if self.until is not None else self.stable_polls  # see the module docstring
+        while streak < needed:
             now = time.monotonic()
             if now >= deadline:
                 self._fail_timeout(c)

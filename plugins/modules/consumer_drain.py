@@ -19,7 +19,8 @@ description:
   - With O(until_stream_seq=N) (a cut-over point on a stream that still receives messages) it is enough that
     C(ack_floor.stream_seq >= N), or that nothing is awaiting an ack and either C(delivered.stream_seq >= N) or
     nothing is pending (a filtered consumer's ack floor may never reach N when later messages do not match its
-    filter).
+    filter). Every message up to N is already stored, so that cannot revert: one reading is enough and
+    O(stable_polls) does not apply.
   - Fails early when the consumer stalls (neither the ack floor moves nor the outstanding work shrinks for
     O(stall_timeout) while work is pending), and at O(timeout). Both failures are one line naming the option to
     raise and carry the same results as a success (initial and final counts, rate, polls, last info).
@@ -52,7 +53,9 @@ options:
         C(cutover_seq) returned by M(athlete_ally.nats.jetstream_subject_move)), not for a fully empty backlog.
     type: int
   stable_polls:
-    description: Consecutive polls on which the condition must hold (guards against a momentary empty reading).
+    description:
+      - Consecutive polls on which the full drain must hold (guards against a momentary empty reading).
+      - Not used with O(until_stream_seq), whose condition cannot revert.
     type: int
     default: 2
   timeout:

@@ -157,6 +157,9 @@ def test_until_stream_seq_on_filtered_consumer_past_its_last_match(cluster, setu
     assert res.rc == 0, res.stdout
     r = res.task("drain")
     assert r["drained"] is True and r["final"]["ack_floor"]["stream_seq"] < cut
+    # Processed up to the cut is final (every message up to it is stored): one reading decides, no second poll.
+    again = run_tasks(drain_task(stream, until_stream_seq=cut, poll_interval="5s", timeout="30s"), servers=cluster.urls)
+    assert again.rc == 0 and again.task("drain")["drained"] is True and again.task("drain")["polls"] == 1, again.stdout
 
 
 def test_stalled_consumer_fails_early_with_partial_results(cluster, setup):
