@@ -26,8 +26,9 @@ $(COLL_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../.. $@
 
+# Two pytest runs at once, each with a lab of its own (tests/run_suites.py says why and how they are split).
 test: setup
-	$(BIN)/pytest tests
+	$(BIN)/python tests/run_suites.py
 
 test-fast: setup
 	$(BIN)/pytest -x -q tests/unit

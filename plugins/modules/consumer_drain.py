@@ -19,7 +19,7 @@ description:
   - With O(until_stream_seq=N) (a cut-over point on a stream that still receives messages) it is enough that
     C(ack_floor.stream_seq >= N), or that nothing is awaiting an ack and either C(delivered.stream_seq >= N) or
     nothing is pending (a filtered consumer's ack floor may never reach N when later messages do not match its
-    filter). Every message up to N is already stored, so that cannot revert: one reading is enough and
+    filter). Every message up to N is already stored, so that cannot revert; one reading is enough and
     O(stable_polls) does not apply.
   - Fails early when the consumer stalls (neither the ack floor moves nor the outstanding work shrinks for
     O(stall_timeout) while work is pending), and at O(timeout). Both failures are one line naming the option to
