@@ -14,7 +14,6 @@ scripts and the tests at it:
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import shutil
 import sys

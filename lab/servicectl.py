@@ -63,7 +63,7 @@ def restart(rpc, program, health_url, timeout):
             with urllib.request.urlopen(health_url, timeout=2) as resp:
                 if resp.status == 200:
                     return round(time.monotonic() - started, 2)
-        except Exception as exc:  # noqa: BLE001 - refused while starting, 503 while binding
+        except Exception as exc:  # noqa: BLE001 - refused while it starts, unavailable while it binds
             last = str(exc)
         state = state_of(rpc, program)
         if state not in RUNNING:

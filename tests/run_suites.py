@@ -64,9 +64,9 @@ def main(argv=None):
     # pytest's 5 is "no test selected": fine when the extra arguments filtered a whole group away.
     passing = (0, 5) if extra else (0,)
     for name, (rc, seconds) in sorted(results.items()):
-        print("%-5s %s in %d min %02d s" % (name, "passed" if rc in passing else "FAILED (rc %d)" % rc,
-                                           seconds // 60, seconds % 60))
-    return 0 if results and all(rc in passing for rc, _ in results.values()) else 1
+        verdict = "passed" if rc in passing else "FAILED (rc %d)" % rc
+        print("%-5s %s in %d min %02d s" % (name, verdict, seconds // 60, seconds % 60))
+    return 0 if results and all(result[0] in passing for result in results.values()) else 1
 
 
 if __name__ == "__main__":

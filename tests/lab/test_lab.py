@@ -186,7 +186,7 @@ def test_service_driver_single_then_multi_with_fallback(lab):
     writes = [t for t in res.tasks if t["_name"].endswith("Lab driver | write env file of %s" % svc)]
     assert [bool(w.get("changed")) for w in writes] == [True, True, False, True]  # check mode reports the change
     # steps 1 (check mode: skipped), 3 and 7 restart; step 6 changes nothing and does not get there
-    restarts = [t for t in res.tasks if t["_name"].endswith("Lab driver | restart %s and wait until healthy" % svc)]
+    restarts = [t for t in res.tasks if t["_name"].endswith("Lab driver | restart and wait until healthy - %s" % svc)]
     assert [bool(r.get("changed")) for r in restarts] == [False, True, True] and restarts[0].get("skipped"), restarts
     assert status_of(res, 2)["pid"] != status_of(res, 5)["pid"], "a changed env must restart the running service"
     assert "Failed to bind" not in "\n".join(logs_of(res, 8))
