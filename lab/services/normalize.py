@@ -41,6 +41,17 @@ DUPLICATE_DELIVERIES = Counter("normalize_duplicate_deliveries_total",
                                ["table", "stream"])
 
 
+def init_metrics(stream, is_hrv):
+    """Series at 0 from the bind on: rate() and increase() then count the first event too (a series created by its
+    first increment has no earlier sample to count from)."""
+    table = "hrv_data" if is_hrv else "vendor_events"
+    DB_INSERTS.labels(table, stream)
+    DUPLICATE_DELIVERIES.labels(table, stream)
+    if is_hrv:
+        for result in ("success", "retry", "dlq"):
+            HRV_TOTAL.labels(result, stream)
+
+
 class ProcessingError(Exception):
     pass
 
@@ -154,6 +165,7 @@ class Worker(object):
         except Exception as exc:  # noqa: BLE001 - connection trouble between the two calls
             raise Unavailable(stream, _why(exc))
         self.stream = stream
+        init_metrics(stream, self.is_hrv)
         self.max_deliver = info.config.max_deliver if info.config.max_deliver and info.config.max_deliver > 0 else 0
         self.last_progress = time.monotonic()
         self.log.info("%s bound to %s (mode=%s, max_deliver=%s)", self.durable, stream, self.svc.mode,
