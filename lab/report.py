@@ -66,7 +66,8 @@ def chart(title, series, start, end, phases, cutovers, gap, unit, height=230, wi
     def y(v):
         return top + ph * (1 - v / vmax)
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">'
-           % (width, height), '<text x="%d" y="16" font-size="13" font-weight="bold">%s</text>' % (left, html.escape(title))]
+           % (width, height),
+           '<text x="%d" y="16" font-size="13" font-weight="bold">%s</text>' % (left, html.escape(title))]
     for i, (name, t0, t1) in enumerate(phases):
         out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"/>'
                    % (x(t0), top, max(x(t1) - x(t0), 1), ph, "#f2f2f2" if i % 2 else "#e8eef7"))
@@ -77,7 +78,8 @@ def chart(title, series, start, end, phases, cutovers, gap, unit, height=230, wi
     for label, t in cutovers:
         out.append('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#c00" stroke-dasharray="4,3"/>'
                    % (x(t), x(t), top, top + ph))
-        out.append('<text x="%.1f" y="%d" fill="#c00">cut-over %s</text>' % (x(t) + 2, top + ph - 4, html.escape(label)))
+        out.append('<text x="%.1f" y="%d" fill="#c00">cut-over %s</text>'
+                   % (x(t) + 2, top + ph - 4, html.escape(label)))
     out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#333"/>' % (left, left + pw, top + ph, top + ph))
     out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#333"/>' % (left, left, top, top + ph))
     for k in range(5):

@@ -35,8 +35,8 @@ PANELS = [
          "{{stream}}/{{consumer_name}}"),
     ]),
     ("Error rate (runbook 3)", "percentunit", [
-        ('sum(rate(normalize_hrv_messages_total{result=~"dlq|retry"}[5m])) / sum(rate(normalize_hrv_messages_total[5m]))',
-         "retry + dlq share"),
+        ('sum(rate(normalize_hrv_messages_total{result=~"dlq|retry"}[5m]))'
+         ' / sum(rate(normalize_hrv_messages_total[5m]))', "retry + dlq share"),
         ('sum(rate(normalize_hrv_messages_total{result=~"dlq|retry"}[5m])) by (result)', "{{result}} /s"),
     ]),
     ("Dead letters (AA_DLQ)", "short", [

@@ -123,8 +123,8 @@ class Soak(object):
         except JetStreamError as exc:
             self.blind += 1
             if self.blind >= MAX_BLIND_POLLS:
-                raise JetStreamError("soak stopped at %.0fs: %d reads of Prometheus failed in a row, last: %s; the window "
-                                     "cannot be watched - check migration_prometheus_url and Prometheus"
+                raise JetStreamError("soak stopped at %.0fs: %d reads of Prometheus failed in a row, last: %s; "
+                                     "the window cannot be watched - check migration_prometheus_url and Prometheus"
                                      % (elapsed, self.blind, exc), polls=self.polls, lines=self.lines)
             row = dict(elapsed=round(elapsed, 1), unknown=str(exc))
             firing = []

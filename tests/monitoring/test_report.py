@@ -27,8 +27,9 @@ def test_timeline_has_series_phases_gap_and_cutovers():
     ledger = recs(start, 60, (start + 30, start + 32.5))
     gap = report_html.longest_gap(ledger)
     assert gap[0] < start + 30 < start + 32.5 < gap[1] and abs(gap[1] - gap[0] - 2.6) < 0.05
-    svg = report_html.chart("Events per second", {"accepted/s": report_html.accepted_per_second(ledger, start, start + 60),
-                                                  "lag": [(start + k, float(k)) for k in range(60)]},
+    series = {"accepted/s": report_html.accepted_per_second(ledger, start, start + 60),
+              "lag": [(start + k, float(k)) for k in range(60)]}
+    svg = report_html.chart("Events per second", series,
                             start, start + 60, [("phase1", start, start + 30), ("phase2", start + 30, start + 60)],
                             [("phase 1", start + 31)], report_html.longest_gap(ledger), "events/s")
     assert svg.count("<polyline") == 2 and ">phase1<" in svg and ">phase2<" in svg

@@ -94,9 +94,8 @@ def with_prometheus(script, **over):
 
 
 def test_quiet_window_polls_on_a_clock_with_a_status_line_each():
-    s, clock, fake, lines = with_prometheus([[alert("Other", runbook="elsewhere"), alert("NatsConsumerLag",
-                                                                                           state="pending",
-                                                                                           runbook="phase2-migration")]])
+    ignored = [alert("Other", runbook="elsewhere"), alert("NatsConsumerLag", state="pending", runbook="phase2-migration")]
+    s, clock, fake, lines = with_prometheus([ignored])
     out = s.run()
     assert [p["elapsed"] for p in out["polls"]] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
     assert out["source"] == "prometheus" and lines == out["lines"]
@@ -134,8 +133,9 @@ def test_prometheus_unreadable_is_unknown_for_two_polls_and_fails_the_third():
 
 
 def test_lag_query_names_each_watched_consumer_or_all():
-    assert lag_query([CONSUMER]) == ('max by (stream, consumer_name) '
-                                     '(nats_consumer_num_pending{stream="AA_CORE_HOT",consumer_name="normalize-hrv-durable"})')
+    assert lag_query([CONSUMER]) == (
+        'max by (stream, consumer_name) '
+        '(nats_consumer_num_pending{stream="AA_CORE_HOT",consumer_name="normalize-hrv-durable"})')
     assert lag_query([]) == "max by (stream, consumer_name) (nats_consumer_num_pending)"
     with pytest.raises(JetStreamError, match="consumers entries are STREAM/durable, got 'no-slash'"):
         lag_query(["no-slash"])
