@@ -20,6 +20,7 @@ def jetstream_argument_spec():
         token=dict(type="str", no_log=True, fallback=(env_fallback, ["NATS_TOKEN"])),
         creds_file=dict(type="path", fallback=(env_fallback, ["NATS_CREDS"])),
         nkey_seed=dict(type="str", no_log=True, fallback=(env_fallback, ["NATS_NKEY_SEED"])),
+        nkey_file=dict(type="path", fallback=(env_fallback, ["NATS_NKEY"])),
         tls_ca=dict(type="path", fallback=(env_fallback, ["NATS_CA"])),
         tls_cert=dict(type="path", fallback=(env_fallback, ["NATS_CERT"])),
         tls_key=dict(type="path", no_log=False, fallback=(env_fallback, ["NATS_KEY"])),
@@ -32,7 +33,10 @@ def jetstream_argument_spec():
     )
 
 
-JETSTREAM_MUTUALLY_EXCLUSIVE = [["domain", "api_prefix"], ["token", "user"], ["token", "creds_file"]]
+# One authentication per connection (TLS combines with any of them): nats-py would silently pick one.
+JETSTREAM_MUTUALLY_EXCLUSIVE = [["domain", "api_prefix"], ["token", "user"], ["token", "creds_file"],
+                                ["nkey_seed", "nkey_file"], ["creds_file", "nkey_seed"], ["creds_file", "nkey_file"],
+                                ["token", "nkey_seed"], ["token", "nkey_file"]]
 JETSTREAM_REQUIRED_TOGETHER = [["user", "password"], ["tls_cert", "tls_key"]]
 
 
