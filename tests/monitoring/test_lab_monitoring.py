@@ -126,10 +126,13 @@ def test_rollback_and_a_clean_phase_send_their_messages(lab, tmp_path):
         back = phase0(tmp_path, "--tags", "rollback", "-e", "migration_notify_url=" + hook.url)
         out_back, _ = back.communicate(timeout=120)
         assert back.returncode == 0, out_back[-3000:]
-        proc, _ledger = lab.start_load("mon%s" % uuid.uuid4().hex[:4], 25)
-        again = phase0(tmp_path, "-e", "migration_notify_url=" + hook.url)
-        out, _ = again.communicate(timeout=180)
-        lab.finish_load(proc)
+        proc, _ledger = lab.start_load("mon%s" % uuid.uuid4().hex[:4], 180)  # stopped once the phase is done
+        try:
+            again = phase0(tmp_path, "-e", "migration_notify_url=" + hook.url)
+            out, _ = again.communicate(timeout=180)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=60)
         assert again.returncode == 0, out[-3000:]
         assert SECRET not in out_back + out
         texts = hook.texts()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -25,20 +24,30 @@ def promtool(*args):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def render(inventory, dest):
-    res = run_playbook_file(REPO / "playbooks" / "monitoring_rules.yml",
-                            ["-i", str(REPO / "inventories" / inventory), "-e", "monitoring_rules_dest=%s" % dest])
-    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    return yaml.safe_load(Path(dest).read_text())
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """inventory -> path of its rendering (one playbook run per inventory for the module)."""
+    out = {}
+
+    def render(inventory):
+        if inventory not in out:
+            dest = tmp_path_factory.mktemp(inventory) / "rules.yml"
+            res = run_playbook_file(REPO / "playbooks" / "monitoring_rules.yml",
+                                    ["-i", str(REPO / "inventories" / inventory), "-e", "monitoring_rules_dest=%s" % dest])
+            assert res.rc == 0, res.stdout[-3000:] + res.stderr[-2000:]
+            out[inventory] = dest
+        return out[inventory]
+    return render
 
 
 @pytest.mark.parametrize("inventory", ["production", "staging", "lab"])
-def test_each_inventory_renders_valid_rules_with_its_own_thresholds(inventory, tmp_path):
-    rules = render(inventory, tmp_path / "rules.yml")
+def test_each_inventory_renders_valid_rules_with_its_own_thresholds(inventory, rendered):
+    path = rendered(inventory)
+    rules = yaml.safe_load(path.read_text())
     by_name = {r["alert"]: r for r in rules["groups"][0]["rules"]}
     assert set(by_name) == ALERTS
     assert all(r["labels"]["runbook"] == "phase2-migration" for r in by_name.values())
-    code, out = promtool("check", "rules", str(tmp_path / "rules.yml"))
+    code, out = promtool("check", "rules", str(path))
     assert code == 0 and "SUCCESS: 8 rules found" in out, out
     lag = by_name["NatsConsumerLag"]
     if inventory == "lab":  # seconds, from the lab's migration.alerts
@@ -48,9 +57,8 @@ def test_each_inventory_renders_valid_rules_with_its_own_thresholds(inventory, t
         assert "[5m]" in by_name["NormalizeHighErrorRate"]["expr"] and by_name["NormalizeDbDisconnect"]["for"] == "10m"
 
 
-def test_committed_rules_are_the_production_rendering(tmp_path):
-    render("production", tmp_path / "rules.yml")
-    assert (tmp_path / "rules.yml").read_text() == COMMITTED.read_text(), \
+def test_committed_rules_are_the_production_rendering(rendered):
+    assert rendered("production").read_text() == COMMITTED.read_text(), \
         "monitoring/prometheus/migration-rules.yml is stale: run " \
         "ansible-playbook -i inventories/production playbooks/monitoring_rules.yml"
 
