@@ -485,7 +485,7 @@ class JetStreamClient(object):
                 isinstance(exc, getattr(nats_errors, "AuthorizationError", ())):
             hint = AUTH_HINTS.get(mode.split(" over ")[0], "the server requires credentials: set user/password, "
                                   "token, nkey_seed/nkey_file or creds_file")
-            return ("NATS at %s refused the %s credentials (%s); %s"
+            return ("NATS at %s refused the credentials (%s: %s); %s"
                     % (where, mode, text.replace("'", "").strip('" '), hint))
         if auth_params(self.params)["tls_cert"] and (isinstance(exc, (ConnectionResetError, EOFError))
                                                      or "connection lost" in text.lower()):

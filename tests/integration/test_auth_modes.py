@@ -221,7 +221,7 @@ def test_no_secret_in_output_at_vvv(outcome, setup):
 
 
 def test_creds_and_nkey_files_from_the_environment_only(setup, tmp_path):
-    """As AWX injects them: NATS_URL plus NATS_CREDS or NATS_NKEY, nothing in the task."""
+    """As AWX injects them: NATS_URL plus NATS_CREDS or NATS_NKEY, the other variables empty, nothing in the task."""
     play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
              "tasks": [{"name": "from env", "athlete_ally.nats.jetstream_info": {"gather": ["account"]}}]}]
     path = tmp_path / "env.yml"
@@ -229,6 +229,10 @@ def test_creds_and_nkey_files_from_the_environment_only(setup, tmp_path):
     for mode, env in (("creds", {"NATS_CREDS": str(setup["creds_good"])}),
                       ("nkey", {"NATS_NKEY": str(setup["d"] / "good.nk")})):
         env["NATS_URL"] = url(setup, mode)[0]
+        # AWX renders every injector of the credential type; blank inputs arrive as empty variables.
+        for name in ("NATS_USER", "NATS_PASSWORD", "NATS_TOKEN", "NATS_NKEY", "NATS_CREDS", "NATS_CA", "NATS_CERT",
+                     "NATS_KEY"):
+            env.setdefault(name, "")
         res = run_playbook_file(path, ["-i", "localhost,", "-vvv"], env=env)
         assert res.rc == 0, res.stdout[-3000:] + res.stderr[-2000:]
         assert not [s for s in setup["secrets"] if s in res.stdout + res.stderr]
