@@ -16,6 +16,9 @@ mapping). nats-surveyor labels a consumer `consumer_name`; the runbook's PromQL 
   aa_migration_journal_timestamp_seconds{stream,phase,event}   the journal (docs/JOURNAL.md), for annotations
   aa_migration_legacy_misrouted{stream,phase,group}   1 when the legacy stream stored a message of a group's
                                                 subjects after that group's cut-over (seq > cutover_seq)
+  aa_migration_superseded_consumer{stream,consumer_name}  1 for a cut-over group's consumer on the legacy stream:
+                                                nobody reads it again (what it holds was sourced into the new
+                                                stream before the cut-over), so its backlog is no lag
   nats_up                                       1 when the last poll reached NATS (nats-surveyor name)
 
 It polls every --interval seconds in the background and serves the last complete poll; a stream that does not
@@ -45,6 +48,7 @@ class Snapshot(object):
         self.up = 0.0
         self.streams = {}     # name -> {"at": monotonic time of the read, "info": stream info, "consumers": [...]}
         self.misrouted = {}   # (phase, group) -> 0/1
+        self.superseded = []  # (legacy stream, consumer name) of cut-over groups
 
 
 def journal(metadata):
@@ -100,16 +104,18 @@ class Poller(object):
                 return out
 
     async def misrouted(self, streams):
-        """{(phase, group): 0/1}: a message of the group's subjects on the legacy stream after its cut-over seq."""
+        """({(phase, group): 0/1}, [(legacy, consumer)]): a message of the group's subjects on the legacy stream
+        after its cut-over seq; the legacy consumers the cut-over groups left behind."""
         legacy = (self.migration.get("legacy") or {}).get("stream")
         if not legacy or legacy not in streams:
-            return {}
+            return {}, []
         legacy_meta = streams[legacy]["config"].get("metadata") or {}
         groups = {str(g["phase"]): g for g in self.migration.get("groups") or []}
         new_meta = {p: (streams[g["stream"]]["config"].get("metadata") or {})
                     for p, g in groups.items() if g["stream"] in streams}
-        out = {}
+        out, superseded = {}, []
         for phase, cut_seq in cut_over_phases(legacy_meta, new_meta).items():
+            superseded += [(legacy, c["name"]) for c in groups[phase].get("consumers") or []]
             found = 0
             for subject in groups[phase]["subjects"]:
                 try:
@@ -119,7 +125,7 @@ class Poller(object):
                 except RuntimeError:  # "no message found": nothing stored after the cut-over
                     continue
             out[(phase, groups[phase]["name"])] = found
-        return out
+        return out, superseded
 
     async def poll(self):
         names = [s["config"]["name"] for s in await self.list_all("STREAM.LIST", "streams")]
@@ -144,7 +150,7 @@ class Poller(object):
             self.snap.streams = kept
             self.snap.up = 1.0
             if misrouted is not None:
-                self.snap.misrouted = misrouted
+                self.snap.misrouted, self.snap.superseded = misrouted
 
     async def run(self):
         import nats
@@ -172,6 +178,7 @@ class Collector(object):
             streams = dict(snap.streams)
             up = snap.up
             misrouted = dict(snap.misrouted)
+            superseded = list(snap.superseded)
         yield GaugeMetricFamily("nats_up", "1 if the last poll reached NATS", value=up)
         s_msgs = GaugeMetricFamily("nats_stream_total_messages", "Messages stored in a stream", labels=["stream"])
         s_last = GaugeMetricFamily("nats_stream_last_seq", "Last sequence of a stream", labels=["stream"])
@@ -204,7 +211,12 @@ class Collector(object):
         legacy = (self.poller.migration.get("legacy") or {}).get("stream", "")
         for (phase, group), value in sorted(misrouted.items()):
             mis.add_metric([legacy, phase, group], value)
-        for family in (s_msgs, s_last, s_src, c_pend, c_ack, c_red, j_ts, mis):
+        sup = GaugeMetricFamily("aa_migration_superseded_consumer",
+                                "1: a cut-over group's consumer on the legacy stream, read by nobody again",
+                                labels=["stream", "consumer_name"])
+        for stream, consumer in sorted(set(superseded)):
+            sup.add_metric([stream, consumer], 1)
+        for family in (s_msgs, s_last, s_src, c_pend, c_ack, c_red, j_ts, mis, sup):
             yield family
 
 
