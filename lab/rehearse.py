@@ -65,11 +65,13 @@ def write_html(lab, report, ledger, wall_started, spans):
     sys.path.insert(0, str(REPO))
     from lab import labenv, report as report_html
     from lab.ledger import read_ledger
+    t0 = time.monotonic()
     try:
         env = labenv.load(lab / "env")
         recs = read_ledger(ledger) if ledger.exists() else []
         page = report_html.build(report, recs, env.get("PROMETHEUS_URL"), wall_started, time.time(), spans)
         (lab / "report.html").write_text(page)
+        print("report.html written in %.1f s" % (time.monotonic() - t0), flush=True)
     except Exception as exc:  # noqa: BLE001 - the JSON report and the exit status stand on their own
         print("report.html not written: %s" % exc)
 
@@ -101,6 +103,7 @@ def main():
         print("lab up ...", flush=True)
         if playbook("playbooks/lab_up.yml", args.extra, log):
             raise SystemExit("lab did not come up; see %s" % log)
+        spans.append(("lab up", wall_started, time.time()))
         load = subprocess.Popen([str(BIN / "python"), str(REPO / "lab" / "loadgen.py"), "--rate", str(args.rate),
                                  "--stop-file", str(stop), "--ledger", str(ledger)],
                                 cwd=str(REPO), env=env(), stdout=open(lab / "rehearse-load.out", "w"),

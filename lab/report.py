@@ -53,9 +53,9 @@ def longest_gap(recs):
     return max(pairs, key=lambda p: p[1] - p[0]) if pairs else None
 
 
-def chart(title, series, start, end, phases, cutovers, gap, unit, height=230, width=960):
+def chart(title, series, start, end, phases, cutovers, gap, unit, height=230, width=1100):
     """One SVG chart: lines per series, phase spans (alternating shade + name), cut-over lines, the publish gap."""
-    left, right, top, bottom = 60, 170, 28, 30
+    left, right, top, bottom = 60, 300, 28, 30
     pw, ph = width - left - right, height - top - bottom
     vmax = max([v for pts in series.values() for _t, v in pts] + [1.0]) * 1.1
     span = max(end - start, 1.0)
