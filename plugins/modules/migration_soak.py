@@ -18,7 +18,7 @@ description:
     C(monitoring/prometheus/migration-rules.yml), decide thresholds and durations). Instant queries give one status
     line per poll (consumer lag, error rate, database inserts per minute). Three failed reads of Prometheus in a
     row fail the window.
-  - Without O(prometheus_url), only consumer lag is watched, read from JetStream: a consumer over O(max_pending)
+  - Without O(prometheus_url), only consumer lag is watched, read from JetStream; a consumer over O(max_pending)
     for O(max_pending_for) fails the window. A consumer read that fails during a leader election counts as unknown
     for that poll, not as an alert.
 extends_documentation_fragment:
