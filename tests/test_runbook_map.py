@@ -40,10 +40,10 @@ def runbook_items(text):
             n = 0
             if not re.search(r"\b(Verify|Expected)\b", title):
                 continue
-        text_ = line.strip()
-        if text_.startswith("- [ ]") or re.search(r"\b(Verify|Expected)\b", text_):
+        stripped = line.strip()
+        if stripped.startswith("- [ ]") or re.search(r"\b(Verify|Expected)\b", stripped):
             n += 1
-            out.append(("%s#%d" % (key, n), text_))
+            out.append(("%s#%d" % (key, n), stripped))
     return out
 
 
@@ -113,7 +113,7 @@ def test_every_runbook_line_has_one_entry_and_no_other(runbook, rows):
     assert len(checkboxes) == 43, "the runbook has 43 checklist lines, parsed %d" % len(checkboxes)
     missing = ["%s (%s)" % (i, line) for i, line in items if i not in rows]
     assert not missing, "docs/RUNBOOK_MAP.md has no entry for: %s" % "; ".join(missing)
-    stale = sorted(set(rows) - {i for i, _ in items})
+    stale = sorted(set(rows) - {item[0] for item in items})
     assert not stale, "docs/RUNBOOK_MAP.md maps lines the runbook does not have: %s" % stale
     for ident, line in items:
         assert rows[ident][0] == line, "%s: map quotes %r, the runbook says %r" % (ident, rows[ident][0], line)
