@@ -166,7 +166,7 @@ def run_workflow(inventory, credential_inputs, approve=None, node_extra_data=Non
 
 
 def _args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("kind", choices=["template", "workflow"])
     ap.add_argument("name", help="job template name (template) or workflow name")
     ap.add_argument("-i", "--inventory", required=True)

@@ -273,8 +273,8 @@ def _read_text(path, what):
         with open(path, "r", encoding="utf-8") as fh:
             return fh.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise JetStreamError("%s auth: cannot read %s: %s" % (what, path, getattr(exc, "strerror", None) or
-                                                                exc.__class__.__name__))
+        reason = getattr(exc, "strerror", None) or exc.__class__.__name__
+        raise JetStreamError("%s auth: cannot read %s: %s" % (what, path, reason))
 
 
 def _check_seed(seed, what, where):
@@ -483,8 +483,9 @@ class JetStreamClient(object):
                     "NATS_KEY) and that the server speaks TLS" % (tls, where, mode, text))
         if "authorization" in text.lower() or "authentication" in text.lower() or \
                 isinstance(exc, getattr(nats_errors, "AuthorizationError", ())):
-            hint = AUTH_HINTS.get(mode.split(" over ")[0], "the server requires credentials: set user/password, "
-                                  "token, nkey_seed/nkey_file or creds_file")
+            hint = AUTH_HINTS.get(mode.split(" over ", maxsplit=1)[0],
+                                  "the server requires credentials: set user/password, token, nkey_seed/nkey_file "
+                                  "or creds_file")
             return ("NATS at %s refused the credentials (%s: %s); %s"
                     % (where, mode, text.replace("'", "").strip('" '), hint))
         if auth_params(self.params)["tls_cert"] and (isinstance(exc, (ConnectionResetError, EOFError))

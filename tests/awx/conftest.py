@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab.conftest import lab  # noqa: F401 - the shared lab fixture, one lab per module
+# The shared lab fixture (one lab per module), imported so pytest finds it here.
+from tests.lab.conftest import lab  # noqa: F401  # pylint: disable=unused-import
 from tests.support.ansible_run import REPO
 
 sys.path.insert(0, str(REPO))

@@ -93,8 +93,8 @@ def test_credential_type_injects_every_connection_fallback():
     ct = DATA["credential_type"]
     fields = [f["id"] for f in ct["inputs"]["fields"]]
     assert fields == ["servers", "user", "password", "token", "nkey_seed", "creds", "tls_ca", "tls_cert", "tls_key"]
-    assert all(f.get("secret") for f in ct["inputs"]["fields"] if f["id"] in ("password", "token", "nkey_seed",
-                                                                               "creds", "tls_key"))
+    secrets = ("password", "token", "nkey_seed", "creds", "tls_key")
+    assert all(f.get("secret") for f in ct["inputs"]["fields"] if f["id"] in secrets)
     spec = (REPO / "plugins" / "module_utils" / "args_common.py").read_text()
     for env in ct["injectors"]["env"]:
         assert '"%s"' % env in spec, "%s is injected but no module option falls back to it" % env

@@ -151,8 +151,8 @@ def url(setup, name, scheme="nats"):
 
 
 def info(name, **args):
-    return {"name": name, "athlete_ally.nats.jetstream_info": dict(args, gather=["account"], connect_timeout=3,
-                                                                    retry_budget=0),
+    args = dict(args, gather=["account"], connect_timeout=3, retry_budget=0)
+    return {"name": name, "athlete_ally.nats.jetstream_info": args,
             "register": name.replace(" ", "_"), "ignore_errors": True}
 
 
