@@ -216,8 +216,7 @@ class Collector(object):
                                 labels=["stream", "consumer_name"])
         for stream, consumer in sorted(set(superseded)):
             sup.add_metric([stream, consumer], 1)
-        for family in (s_msgs, s_last, s_src, c_pend, c_ack, c_red, j_ts, mis, sup):
-            yield family
+        yield from (s_msgs, s_last, s_src, c_pend, c_ack, c_red, j_ts, mis, sup)
 
 
 def main(argv=None):

@@ -96,7 +96,7 @@ def test_soak_stops_within_a_poll_of_the_alert_when_postgres_stops_and_nothing_i
             seen_at = time.monotonic()
             lab.fault("start-postgres")  # a short outage: nothing reaches its 5th delivery (the DLQ)
             pg_down = False
-            out, _ = play.communicate(timeout=60)
+            out = play.communicate(timeout=60)[0]
         finally:
             if pg_down:
                 lab.fault("start-postgres")
@@ -124,12 +124,12 @@ def test_rollback_and_a_clean_phase_send_their_messages(lab, tmp_path):
     wait_for(lambda: not firing(lab), 60)  # the outage's alerts resolve once inserts flow again
     with Receiver() as hook:
         back = phase0(tmp_path, "--tags", "rollback", "-e", "migration_notify_url=" + hook.url)
-        out_back, _ = back.communicate(timeout=120)
+        out_back = back.communicate(timeout=120)[0]
         assert back.returncode == 0, out_back[-3000:]
         proc, _ledger = lab.start_load("mon%s" % uuid.uuid4().hex[:4], 180)  # stopped once the phase is done
         try:
             again = phase0(tmp_path, "-e", "migration_notify_url=" + hook.url)
-            out, _ = again.communicate(timeout=180)
+            out = again.communicate(timeout=180)[0]
         finally:
             proc.terminate()
             proc.communicate(timeout=60)
@@ -155,8 +155,8 @@ def publish_twice(lab, event_id):
         try:
             js = nc.jetstream()
             body = json.dumps({"eventId": event_id, "userId": "dup-user", "date": "2026-01-01", "rmssd": 40.0}).encode()
-            for _ in range(2):
-                await js.publish("athlete-ally.hrv.raw-received", body, headers={"Nats-Msg-Id": uuid.uuid4().hex})
+            for msg_id in (uuid.uuid4().hex, uuid.uuid4().hex):
+                await js.publish("athlete-ally.hrv.raw-received", body, headers={"Nats-Msg-Id": msg_id})
         finally:
             await nc.close()
     asyncio.run(run())

@@ -19,6 +19,7 @@ ALERTS = {"NatsStreamDown", "NatsConsumerLag", "NormalizeHighErrorRate", "Normal
           "NormalizeLowMessageRate", "MigrationLegacyStillStoring", "MigrationDlqGrowing",
           "MigrationSourceLagNotShrinking"}
 
+
 def promtool(*args):
     assert shutil.which("promtool"), "promtool missing: run `make setup` as root (apt-get install -y prometheus)"
     proc = subprocess.run(["promtool"] + list(args), capture_output=True, text=True, check=False)
