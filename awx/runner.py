@@ -135,8 +135,10 @@ def launch(name, inventory, credential_inputs, extra_vars=None, data=None, event
     return job
 
 
-def run_workflow(inventory, credential_inputs, approve=None, node_extra_data=None, data=None, log=print):
+def run_workflow(inventory, credential_inputs, approve=None, node_extra_data=None, data=None, log=print,
+                 extra_vars=None):
     """Run the workflow: start at the root nodes, follow success or failure edges (approvals ask ``approve``).
+    ``extra_vars`` go to every job (a workflow's extra vars), ``node_extra_data`` to one node's job (wins).
 
     Returns [(node id, Job or 'approved'/'denied')] in the order run, and whether the workflow succeeded: every
     node that ran succeeded, or each failure was handled by a failure edge (AWX's rule)."""
@@ -154,8 +156,8 @@ def run_workflow(inventory, credential_inputs, approve=None, node_extra_data=Non
             queue.extend(node.get("success" if verdict else "failure", []))
             ok = ok and verdict
             continue
-        job = launch(node["template"], inventory, credential_inputs,
-                     extra_vars=(node_extra_data or {}).get(node["id"]), data=data)
+        job_vars = dict(extra_vars or {}, **(node_extra_data or {}).get(node["id"], {}))
+        job = launch(node["template"], inventory, credential_inputs, extra_vars=job_vars, data=data)
         ran.append((node["id"], job))
         log("%s (%s): %s rc=%s" % (node["id"], node["template"], job.status, job.rc))
         edges = node.get("success" if job.ok else "failure", [])
@@ -196,7 +198,7 @@ def main(argv=None):
         answer = input("%s - %s [approve/deny]: " % (node["approval"]["name"], node["approval"].get("description")))
         return answer.strip().lower() in ("approve", "a", "yes", "y")
 
-    _ran, ok = run_workflow(args.inventory, inputs, approve=approve, data=data)
+    _ran, ok = run_workflow(args.inventory, inputs, approve=approve, data=data, extra_vars=extra)
     return 0 if ok else 1
 
 
