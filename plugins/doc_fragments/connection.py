@@ -27,11 +27,21 @@ options:
     description: Authentication token (E(NATS_TOKEN)). Never logged.
     type: str
   creds_file:
-    description: Path to a decentralized-auth C(.creds) file (E(NATS_CREDS)).
+    description:
+      - Path to a decentralized-auth (JWT) C(.creds) file holding a user JWT and its nkey seed, as written by
+        C(nsc generate creds) (E(NATS_CREDS)).
+      - The file is checked before connecting; a file without both blocks fails naming the file, never its content.
     type: path
   nkey_seed:
-    description: An NKey seed (C(SU...)) used to sign the server nonce (E(NATS_NKEY_SEED)). Never logged.
+    description:
+      - A user NKey seed (C(SU...)) used to sign the server nonce (E(NATS_NKEY_SEED)). Never logged.
+      - Mutually exclusive with O(nkey_file), O(creds_file) and O(token).
     type: str
+  nkey_file:
+    description:
+      - Path to a file holding a user NKey seed, like the C(nats) CLI's C(--nkey) (E(NATS_NKEY)).
+      - Mutually exclusive with O(nkey_seed), O(creds_file) and O(token).
+    type: path
   tls_ca:
     description: CA bundle used to verify the server certificate (E(NATS_CA)). Enables TLS.
     type: path
@@ -72,8 +82,13 @@ options:
     description: Explicit JetStream API prefix, for imported accounts (E(NATS_JS_API_PREFIX)). Default C($JS.API).
     type: str
 notes:
+  - "Authentication modes: user/password, token, nkey (O(nkey_seed) or O(nkey_file)), creds (JWT, O(creds_file)),
+    each optionally over TLS or mutual TLS (O(tls_ca), O(tls_cert), O(tls_key)). A refused credential fails with
+    one line naming the mode; secrets never appear in the output. Empty values (an AWX injector that rendered
+    nothing) count as unset."
   - Speaks raw JSON on C($JS.API.*) and merges with the live configuration, so fields this collection
     does not know are kept rather than reset by an update.
 requirements:
   - nats-py >= 2.6
+  - nkeys (for O(nkey_seed), O(nkey_file) and O(creds_file))
 """

@@ -225,12 +225,95 @@ class RetryBudgetExhausted(JetStreamError):
 
 
 def _tls_context(params):
+    params = auth_params(params)
     if not (params.get("tls_ca") or params.get("tls_cert")):
         return None
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=params.get("tls_ca"))
     if params.get("tls_cert"):
         ctx.load_cert_chain(params["tls_cert"], params.get("tls_key"))
     return ctx
+
+
+AUTH_OPTIONS = ("user", "password", "token", "nkey_seed", "nkey_file", "creds_file", "tls_ca", "tls_cert", "tls_key")
+
+
+def auth_params(params):
+    """The connection's auth options with empty values (an injector that rendered nothing) as unset."""
+    return dict((k, params.get(k) or None) for k in AUTH_OPTIONS)
+
+
+def auth_mode(params):
+    """The name of the authentication the options ask for, as messages say it (one mode wins, as in nats-py)."""
+    p = auth_params(params)
+    if p["creds_file"]:
+        mode = "creds (JWT)"
+    elif p["nkey_seed"] or p["nkey_file"]:
+        mode = "nkey"
+    elif p["token"]:
+        mode = "token"
+    elif p["user"]:
+        mode = "user/password"
+    else:
+        mode = None
+    tls = "mutual TLS" if p["tls_cert"] else ("TLS" if p["tls_ca"] else None)
+    return " over ".join(m for m in (mode, tls) if m) or "no authentication"
+
+
+AUTH_HINTS = {
+    "creds (JWT)": "check creds_file/NATS_CREDS (user JWT issued by an account the server trusts, and its seed)",
+    "nkey": "check nkey_seed/NATS_NKEY_SEED or nkey_file/NATS_NKEY (a user seed, SU..., whose public key the "
+            "server lists)",
+    "token": "check token/NATS_TOKEN",
+    "user/password": "check user/password (NATS_USER/NATS_PASSWORD)",
+}
+
+
+def _read_text(path, what):
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc.__class__.__name__
+        raise JetStreamError("%s auth: cannot read %s: %s" % (what, path, reason))
+
+
+def _check_seed(seed, what, where):
+    """A user nkey seed that nkeys accepts, checked before connecting; messages never include the seed."""
+    try:
+        import nkeys
+    except ImportError:
+        raise JetStreamError("%s auth needs the nkeys Python package (pip install nkeys)" % what)
+    text = (seed or "").strip()
+    try:
+        if not text.startswith("SU"):
+            raise ValueError("not a user seed")
+        nkeys.from_seed(bytearray(text.encode())).wipe()
+    except Exception:  # nkeys raises its own error types and binascii errors; the seed itself is never shown
+        raise JetStreamError("%s auth: %s does not hold a valid user nkey seed (SU..., 58 characters); "
+                             "generate one with nsc or nk -gen user" % (what, where))
+
+
+def _auth_connect_options(params):
+    """nats-py connect() keyword arguments for the auth options, validated so nats-py never hangs or leaks."""
+    p = auth_params(params)
+    out = dict(user=p["user"], password=p["password"], token=p["token"])
+    if p["creds_file"]:
+        text = _read_text(p["creds_file"], "creds (JWT)")
+        # nats-py loops forever over a file without the JWT block: refuse it here, naming the file.
+        for marker in ("BEGIN NATS USER JWT", "BEGIN USER NKEY SEED"):
+            if marker not in text:
+                raise JetStreamError("creds (JWT) auth: %s is not a NATS creds file (no '%s' block); use the "
+                                     "file nsc generate creds wrote" % (p["creds_file"], marker))
+        seed_block = text.split("BEGIN USER NKEY SEED", 1)[1].splitlines()[1:2]
+        _check_seed(seed_block[0] if seed_block else "", "creds (JWT)", "the seed block of %s" % p["creds_file"])
+        out["user_credentials"] = p["creds_file"]
+    elif p["nkey_seed"]:
+        _check_seed(p["nkey_seed"], "nkey", "nkey_seed")
+        out["nkeys_seed_str"] = p["nkey_seed"]
+    elif p["nkey_file"]:
+        _check_seed(_read_text(p["nkey_file"], "nkey"), "nkey", "nkey_file %s" % p["nkey_file"])
+        out["nkeys_seed"] = p["nkey_file"]
+    return out
 
 
 def _seconds(params, name, default):
@@ -355,8 +438,8 @@ class JetStreamClient(object):
         try:
             tls = _tls_context(p)
         except (OSError, ssl.SSLError) as exc:
-            raise JetStreamError("cannot load TLS files (tls_ca=%s, tls_cert=%s): %s"
-                                 % (p.get("tls_ca"), p.get("tls_cert"), exc))
+            raise JetStreamError("%s: cannot load TLS files (tls_ca=%s, tls_cert=%s): %s"
+                                 % (auth_mode(p), p.get("tls_ca"), p.get("tls_cert"), exc))
         options = dict(
             servers=self.servers, connect_timeout=self.connect_timeout,
             # nats-py treats max_reconnect_attempts=0 as "retry forever" while picking a server for the
@@ -365,8 +448,7 @@ class JetStreamClient(object):
             allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=on_error,
             disconnected_cb=on_closed, closed_cb=on_closed,
             name="athlete_ally.nats", tls=tls, tls_hostname=p.get("tls_hostname"),
-            user=p.get("user"), password=p.get("password"), token=p.get("token"),
-            user_credentials=p.get("creds_file"), nkeys_seed_str=p.get("nkey_seed"),
+            **_auth_connect_options(p)
         )
         self._last_error = None
         try:
@@ -394,13 +476,24 @@ class JetStreamClient(object):
     def _connect_failure(self, exc):
         where = ",".join(self.servers)
         text = str(exc) or exc.__class__.__name__
+        mode = auth_mode(self.params)
         if isinstance(exc, ssl.SSLError) or "ssl" in text.lower() or "tls" in text.lower():
-            return ("TLS handshake with %s failed: %s; check tls_ca/tls_cert/tls_key and that the server "
-                    "speaks TLS" % (where, text))
+            tls = "mutual TLS" if auth_params(self.params)["tls_cert"] else "TLS"
+            return ("%s handshake with %s failed (%s): %s; check tls_ca/tls_cert/tls_key (NATS_CA/NATS_CERT/"
+                    "NATS_KEY) and that the server speaks TLS" % (tls, where, mode, text))
         if "authorization" in text.lower() or "authentication" in text.lower() or \
                 isinstance(exc, getattr(nats_errors, "AuthorizationError", ())):
-            return ("NATS at %s refused the credentials (%s); check user/password, token, creds_file "
-                    "or nkey_seed" % (where, text.replace("'", "").strip('" ')))
+            hint = AUTH_HINTS.get(mode.split(" over ", maxsplit=1)[0],
+                                  "the server requires credentials: set user/password, token, nkey_seed/nkey_file "
+                                  "or creds_file")
+            return ("NATS at %s refused the credentials (%s: %s); %s"
+                    % (where, mode, text.replace("'", "").strip('" '), hint))
+        if auth_params(self.params)["tls_cert"] and (isinstance(exc, (ConnectionResetError, EOFError))
+                                                     or "connection lost" in text.lower()):
+            # TLS 1.3: the server checks the client certificate after the handshake and just hangs up.
+            return ("mutual TLS with %s failed: the server closed the connection after the handshake (client "
+                    "certificate refused?) (%s); check that tls_cert/tls_key (NATS_CERT/NATS_KEY) are signed by a CA "
+                    "the server trusts" % (where, mode))
         if isinstance(exc, (nats_errors.NoServersError, OSError, asyncio.TimeoutError)):
             return ("cannot reach NATS at %s (%s); check 'servers'/NATS_URL and that the server is up"
                     % (where, text))

@@ -7,36 +7,42 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: migration_soak
-short_description: Watch a migration's soak window and stop at the first alert condition
+short_description: Watch a migration's soak window and stop at the first alert
 version_added: "0.2.0"
 author:
   - Athlete Ally Platform Team (@athlete-ally)
 description:
-  - The runbook's "Pause - monitor for alerts" as one task. Polls, on a clock, every O(poll) for O(seconds),
-    the pending count of each of O(consumers) and the counters of O(metric) at O(metrics_url), and fails at once,
-    with one line naming the alert, when a consumer stays over O(max_pending) for O(max_pending_for) or the error
-    rate over the window passes O(max_error_rate).
-  - A consumer read that fails during a leader election counts as unknown for that poll, not as an alert.
+  - The runbook's "Pause - monitor for alerts" as one task, polling on a clock every O(poll) for O(seconds).
+  - With O(prometheus_url), every poll reads Prometheus' C(/api/v1/alerts) and fails at once, with one line naming
+    the alert and its labels, when an alert whose labels match O(alert_labels) is firing (the migration's rules,
+    C(monitoring/prometheus/migration-rules.yml), decide thresholds and durations). Instant queries give one status
+    line per poll (consumer lag, error rate, database inserts per minute). Three failed reads of Prometheus in a
+    row fail the window.
+  - Without O(prometheus_url), only consumer lag is watched, read from JetStream; a consumer over O(max_pending)
+    for O(max_pending_for) fails the window. A consumer read that fails during a leader election counts as unknown
+    for that poll, not as an alert.
 extends_documentation_fragment:
   - athlete_ally.nats.connection
 options:
   consumers:
-    description: Consumers to watch, as C(STREAM/durable).
+    description: Consumers to watch, as C(STREAM/durable) (status line; lag alert without Prometheus).
     type: list
     elements: str
     default: []
-  metrics_url:
-    description: The service's Prometheus text endpoint; without it only the lag is watched.
+  prometheus_url:
+    description: Prometheus base URL (C(http://host:9090)); without it only the lag is watched, from JetStream.
     type: str
-  metric:
-    description: Counter with a C(result) label, summed over its series.
+  alert_labels:
+    description: Labels a firing alert must carry to stop the window.
+    type: dict
+    default: {runbook: phase2-migration}
+  rate_window:
+    description: Range of the status line's rate queries (PromQL duration).
     type: str
-    default: normalize_hrv_messages_total
-  error_results:
-    description: Values of the C(result) label that count as errors.
-    type: list
-    elements: str
-    default: [retry, dlq]
+    default: 5m
+  progress_file:
+    description: Append each status line to this file as it is polled (C(tail -f) it during a long window).
+    type: path
   seconds:
     description: Length of the window (seconds, or a duration such as V(30m)).
     type: raw
@@ -46,17 +52,13 @@ options:
     type: raw
     default: 30
   max_pending:
-    description: Pending messages above which a consumer counts as lagging (runbook alert "consumer lag").
+    description: Without Prometheus, pending messages above which a consumer counts as lagging.
     type: int
     default: 100
   max_pending_for:
-    description: How long a consumer may lag before the soak stops (runbook 10 minutes).
+    description: Without Prometheus, how long a consumer may lag before the soak stops (runbook 10 minutes).
     type: raw
     default: 600
-  max_error_rate:
-    description: Error rate over the window (errors / all) above which the soak stops (runbook 10 %).
-    type: float
-    default: 0.1
 attributes:
   check_mode:
     support: none
@@ -67,19 +69,16 @@ attributes:
   platform:
     support: full
     platforms: posix
-    description: Any host that reaches NATS and the metrics endpoint.
+    description: Any host that reaches Prometheus (and NATS without it).
 """
 
 EXAMPLES = r"""
-- name: Soak window of phase 2 (60 minutes)
+- name: Soak window of phase 2 (60 minutes), stopped by any firing migration alert
   athlete_ally.nats.migration_soak:
     consumers: [AA_CORE_HOT/normalize-hrv-durable]
-    metrics_url: http://normalize-service:9464/metrics
+    prometheus_url: http://prometheus.monitoring:9090
     seconds: 60m
     poll: 30
-    max_pending: 100
-    max_pending_for: 10m
-    max_error_rate: 0.1
 """
 
 RETURN = r"""
@@ -87,16 +86,25 @@ seconds:
   description: How long the window lasted.
   returned: success
   type: float
+source:
+  description: Where the window looked, V(prometheus) or V(jetstream).
+  returned: success
+  type: str
 polls:
-  description: One entry per poll (C(elapsed), C(pending) per consumer, C(processed) and C(errors) since the first).
+  description: One entry per poll (C(elapsed), C(lag) per consumer, C(error_rate), C(inserts_per_min), C(firing)).
   returned: always
   type: list
   elements: dict
 lines:
   description: The polls as status lines.
-  returned: success
+  returned: always
   type: list
   elements: str
+alerts:
+  description: The firing alerts that stopped the window, as Prometheus returned them.
+  returned: failure
+  type: list
+  elements: dict
 """
 
 from ansible.module_utils.urls import open_url
@@ -104,35 +112,40 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.athlete_ally.nats.plugins.module_utils import durations
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
-from ansible_collections.athlete_ally.nats.plugins.module_utils.soak import Soak
+from ansible_collections.athlete_ally.nats.plugins.module_utils.soak import Prometheus, Soak
 
 
 def action(module, js):
-    url = module.params["metrics_url"]
+    url = module.params["prometheus_url"]
 
-    def fetch():
-        if not url:
-            return None
+    def fetch(target):
         try:
-            return open_url(url, timeout=10).read().decode("utf-8", "replace")
+            return open_url(target, timeout=10).read()
         except Exception as exc:  # urllib raises many types; one line is what the operator needs
-            raise JetStreamError("cannot read the service metrics at %s: %s; check metrics_url and the service"
-                                 % (url, exc))
+            raise JetStreamError("cannot read Prometheus at %s: %s" % (url, exc))
 
-    return Soak(js, module.params, fetch).run()
+    def progress(line):
+        try:
+            with open(module.params["progress_file"], "a") as handle:
+                handle.write(line + "\n")
+        except OSError as exc:
+            raise JetStreamError("cannot write progress_file %s: %s" % (module.params["progress_file"], exc))
+
+    return Soak(js, module.params, Prometheus(url, fetch) if url else None,
+                progress=progress if module.params["progress_file"] else None).run()
 
 
 def main():
     module = build_module(dict(
         consumers=dict(type="list", elements="str", default=[]),
-        metrics_url=dict(type="str"),
-        metric=dict(type="str", default="normalize_hrv_messages_total"),
-        error_results=dict(type="list", elements="str", default=["retry", "dlq"]),
+        prometheus_url=dict(type="str"),
+        alert_labels=dict(type="dict", default={"runbook": "phase2-migration"}),
+        rate_window=dict(type="str", default="5m"),
+        progress_file=dict(type="path"),
         seconds=durations.duration_option(required=True),
         poll=durations.duration_option(default=30),
         max_pending=dict(type="int", default=100),
         max_pending_for=durations.duration_option(default=600),
-        max_error_rate=dict(type="float", default=0.1),
     ), supports_check_mode=False)
     durations.params_to_seconds(module, "seconds", "poll", "max_pending_for")
     run_module(module, action)

@@ -45,8 +45,9 @@ def test_quiet_window_passes_with_a_line_per_poll(cluster, backlog):
     assert res.rc == 0, res.stdout
     out = res.task("soak")
     assert out["changed"] is False and len(out["polls"]) == 4, out
-    assert all(p["pending"]["%s/worker" % backlog] == 5 for p in out["polls"])
-    assert out["lines"][0].startswith("  0.0s pending") and time.monotonic() - started >= 3
+    assert all(p["lag"]["%s/worker" % backlog] == 5 for p in out["polls"])
+    assert out["lines"][0] == "  0.0s lag %s/worker=5" % backlog and out["source"] == "jetstream"
+    assert time.monotonic() - started >= 3
 
 
 def test_lagging_consumer_stops_the_soak_naming_the_alert(cluster, backlog):
