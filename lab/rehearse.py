@@ -76,6 +76,15 @@ def write_html(lab, report, ledger, wall_started, spans):
         print("report.html not written: %s" % exc)
 
 
+def wait_for_first_event(ledger, load, timeout=15.0):
+    """Until the load generator has recorded its first event (flushed per event), so the phases start under load."""
+    deadline = time.monotonic() + timeout
+    while not (ledger.exists() and ledger.stat().st_size > 0):
+        if load.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the load generator recorded no event within %ss; see %s" % (timeout, ledger))
+        time.sleep(0.05)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=20.0, help="load events per second (default 20)")
@@ -108,7 +117,7 @@ def main():
                                  "--stop-file", str(stop), "--ledger", str(ledger)],
                                 cwd=str(REPO), env=env(), stdout=open(lab / "rehearse-load.out", "w"),
                                 stderr=subprocess.STDOUT)
-        time.sleep(2)
+        wait_for_first_event(ledger, load)
         for name, path, extra in PHASES:
             t0, w0 = time.monotonic(), time.time()
             rc = playbook(path, list(extra) + args.extra, log)
