@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from tests.lab.conftest import REPO, lab_processes, run_playbook_file
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -43,15 +44,6 @@ def metric(lab, name, **labels):
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def wait_for(predicate, timeout, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def js_api(lab, api, payload=None, system=False):

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from tests.lab.conftest import LAB_VARS
-from tests.lab.test_lab import http, wait_for
+from tests.lab.test_lab import http
+from tests.support.polling import wait_for
 from tests.support.ansible_run import REPO, run_playbook_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]

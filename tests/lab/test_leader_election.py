@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from tests.lab.test_lab import http, js_api, wait_for
+from tests.lab.test_lab import http, js_api
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 

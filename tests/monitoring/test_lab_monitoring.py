@@ -20,6 +20,7 @@ import pytest
 from tests.lab.conftest import REPO
 from tests.monitoring.webhook import Receiver
 from tests.support.ansible_run import BIN, playbook_env
+from tests.support.polling import wait_for
 
 sys.path.insert(0, str(REPO / "monitoring" / "grafana"))
 
@@ -40,15 +41,6 @@ def prom(lab, path, **params):
 def firing(lab):
     return [a for a in prom(lab, "/api/v1/alerts")["alerts"]
             if a["state"] == "firing" and a["labels"].get("runbook") == "phase2-migration"]
-
-
-def wait_for(predicate, timeout, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def phase0(tmp_path, *args):
