@@ -173,8 +173,11 @@ def test_every_dashboard_query_returns_series(lab):
         wait_for(lambda: not empty(), 15)
         missing = empty()
         assert not missing, missing
-        # the event delivered twice is one row and one duplicate delivery
-        dup = prom(lab, "/api/v1/query", query="sum(normalize_duplicate_deliveries_total)")["result"]
-        assert dup and float(dup[0]["value"][1]) >= 1, dup
+        # the event delivered twice is one row and one duplicate delivery; Prometheus sees it at a later scrape
+        def duplicate_deliveries():
+            result = prom(lab, "/api/v1/query", query="sum(normalize_duplicate_deliveries_total)")["result"]
+            return float(result[0]["value"][1]) if result else 0.0
+        assert wait_for(lambda: duplicate_deliveries() >= 1, 15), \
+            "normalize_duplicate_deliveries_total = %s" % duplicate_deliveries()
     finally:
         lab.js("STREAM.DELETE.MON_SHADOW")
