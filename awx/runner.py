@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -102,7 +103,8 @@ class Job(object):
 
 def launch(name, inventory, credential_inputs, extra_vars=None, data=None, event_handler=None, verbosity=0,
            keep=False):
-    """Run one job template as AWX would; returns a Job (status 'successful' or 'failed')."""
+    """Run one job template as AWX would; returns a Job (status 'successful' or 'failed').
+    ``keep`` leaves its private data dir (Job.private_data_dir) for inspection; otherwise it is removed."""
     import ansible_runner
 
     data = data or load()
@@ -128,10 +130,9 @@ def launch(name, inventory, credential_inputs, extra_vars=None, data=None, event
             extravars=extravars, envvars=envvars, tags=jt["job_tags"] or None, cmdline=" ".join(cmdline) or None,
             quiet=True, event_handler=event_handler, settings={"suppress_ansible_output": True})
     stdout = run.stdout.read()
-    job = Job(name, run.status, run.rc, run.stats, stdout, pdd)
-    if not keep:
-        for item in Path(pdd).glob("cred_*"):  # secrets do not outlive the job, as in AWX
-            item.unlink()
+    job = Job(name, run.status, run.rc, run.stats, stdout, pdd if keep else None)
+    if not keep:  # as in AWX, the private data dir (injected secrets, artifacts) does not outlive the job
+        shutil.rmtree(pdd, ignore_errors=True)
     return job
 
 
