@@ -11,7 +11,6 @@ its JSON text ("true", "3"), and null means "remove the variable".
 from __future__ import annotations
 
 import json
-import re
 
 from ansible.errors import AnsibleFilterError
 
@@ -68,23 +67,7 @@ def env_file_render(env, service):
     return "\n".join(lines) + "\n"
 
 
-# ---- supervisord and logs of the lab services -----------------------------------------------------------------------
-
-def supervisor_status(text, program):
-    """``supervisorctl status <program>`` output as {known, state, pid, running}.
-
-    known: supervisord has the program (the line starts with its name); state: the second word (RUNNING,
-    STOPPED, ...); pid: the process id as text, or None; running: RUNNING or STARTING.
-    """
-    text = text or ""
-    pid = re.search(r"pid ([0-9]+)", text)
-    return dict(
-        known=text.startswith(program + " "),
-        state=(text.split() + ["", ""])[1],
-        pid=pid.group(1) if pid else None,
-        running=re.search(r" (RUNNING|STARTING) ", text) is not None,
-    )
-
+# ---- logs of the lab services ---------------------------------------------------------------------------------------
 
 def lines_since_start(text, count, marker=START_MARKER):
     """The last ``count`` lines (0: all) of ``text`` from the last line containing ``marker`` on (from the first
@@ -199,7 +182,6 @@ class FilterModule(object):
             "env_file_render": env_file_render,
             "env_merge": env_merge,
             "env_changes": env_changes,
-            "supervisor_status": supervisor_status,
             "lines_since_start": lines_since_start,
             "k8s_container_name": k8s_container_name,
             "k8s_container": k8s_container,

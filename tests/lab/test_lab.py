@@ -175,11 +175,12 @@ def test_service_driver_single_then_multi_with_fallback(lab):
     st = status_of(res, 5)
     assert st["running"] is True and int(st["replicas"]) == 1
     assert st["env"]["EVENT_STREAM_MODE"] == "multi"
-    writes = [t for t in res.tasks if t["_name"].endswith("Lab driver | write env file of %s" % svc)]
-    assert [bool(w.get("changed")) for w in writes] == [True, True, False, True]  # check mode reports the change
-    # steps 1 (check mode: skipped), 3 and 7 restart; step 6 changes nothing and does not get there
-    restarts = [t for t in res.tasks if t["_name"].endswith("Lab driver | restart and wait until healthy - %s" % svc)]
-    assert [bool(r.get("changed")) for r in restarts] == [False, True, True] and restarts[0].get("skipped"), restarts
+    sets = [t for t in res.tasks if t["_name"].endswith("Lab driver | set env, restarted when it changed and runs - %s" % svc)]
+    # check mode reports the change and the restart it would do; step 6 changes nothing and restarts nothing
+    assert [(bool(t.get("changed")), t.get("rolled")) for t in sets] == [(True, True), (True, True), (False, False),
+                                                                         (True, True)], sets
+    assert sets[0]["changed_keys"] == ["AA_STREAM_CANDIDATES", "EVENT_STREAM_MODE"] and "seconds" not in sets[0]
+    assert all(t["seconds"] > 0 for t in (sets[1], sets[3])), "a restart waits until /health answers"
     assert status_of(res, 2)["pid"] != status_of(res, 5)["pid"], "a changed env must restart the running service"
     assert "Failed to bind" not in "\n".join(logs_of(res, 8))
 
@@ -191,8 +192,12 @@ def test_blue_green_scale(lab):
         ("logs", {"driver_service": "normalize-service-green"}),
         ("scale", {"driver_service": "normalize-service-green", "driver_replicas": 0}),
         ("status", {"driver_service": "normalize-service-green"}),
+        ("scale", {"driver_service": "normalize-service-green", "driver_replicas": 0}),   # 5: already stopped
     ])
     assert res.rc == 0, res.stdout[-4000:]
+    scales = [t for t in res.tasks if "Lab driver | started (and healthy) or stopped by replicas" in t["_name"]]
+    assert [bool(t.get("changed")) for t in scales] == [True, True, False], scales
+    assert scales[0]["seconds"] > 0, "a start waits until /health answers"
     assert status_of(res, 1)["running"] is True
     # green runs multi mode over the post-migration candidates; before the migration it falls back
     assert "normalize-hrv-durable bound to ATHLETE_ALLY_EVENTS" in "\n".join(logs_of(res, 2))

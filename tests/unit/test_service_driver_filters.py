@@ -85,28 +85,7 @@ def test_env_file_render_refuses_what_would_not_read_back(env):
     assert "env_file_render" in str(err.value)
 
 
-# ---- supervisord and logs -------------------------------------------------------------------------------------------
-
-def test_supervisor_status_running():
-    out = "normalize-service                RUNNING   pid 4242, uptime 0:01:02"
-    assert sd.supervisor_status(out, "normalize-service") == dict(known=True, state="RUNNING", pid="4242",
-                                                                  running=True)
-
-
-def test_supervisor_status_stopped_and_starting():
-    assert sd.supervisor_status("svc   STOPPED   Jul 01 10:00 AM", "svc") == dict(
-        known=True, state="STOPPED", pid=None, running=False)
-    assert sd.supervisor_status("svc   STARTING  ", "svc")["running"] is True
-
-
-@pytest.mark.parametrize("out", ["svc: ERROR (no such process)", "svc-green   RUNNING   pid 1, uptime 0:00:01",
-                                 "unix:///x/supervisor.sock no such file", ""])
-def test_supervisor_status_unknown_program(out):
-    status = sd.supervisor_status(out, "svc")
-    assert status["known"] is False
-    if not out.startswith("svc-green"):
-        assert status["running"] is False and status["pid"] is None
-
+# ---- logs ---------------------------------------------------------------------------------------------------------
 
 def test_lines_since_start_keeps_the_current_run_only():
     log = "old 1\n=== service starting (pid 1)\nold 2\n=== service starting (pid 2)\nnew 1\nnew 2\nnew 3\n"
