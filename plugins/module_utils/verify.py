@@ -168,8 +168,8 @@ class Verify(object):
         self.stall_timeout = _seconds(p["stall_timeout"], "stall_timeout")
         self.poll_interval = _seconds(p["poll_interval"], "poll_interval")
         if p["row_table"] not in ROW_QUERIES:
-            raise JetStreamError("row_table must be one of %s, got %r" % (", ".join(sorted(ROW_QUERIES)),
-                                                                         p["row_table"]))
+            raise JetStreamError("row_table must be one of %s, got %r"
+                                 % (", ".join(sorted(ROW_QUERIES)), p["row_table"]))
         if not p.get("ingest_url") and not p.get("subject"):
             raise JetStreamError("without ingest_url the event is published straight to NATS: set subject")
         if self.after and not (p.get("metrics_url") and p.get("metric")):
@@ -200,8 +200,8 @@ class Verify(object):
             self.out.update(changed=True, status=status, response=body, ack=ack_of(status, body))
         else:
             opts = _Options(dict(subject=p["subject"], payload=None, payload_json=self.event, headers={},
-                                      msg_id=p["event_id"], expected_stream=None, retries=PUBLISH_RETRIES,
-                                      retry_delay=0.25, retry_max_delay=5.0))
+                                 msg_id=p["event_id"], expected_stream=None, retries=PUBLISH_RETRIES,
+                                 retry_delay=0.25, retry_max_delay=5.0))
             try:
                 res = publish.publish(opts, self.js, sleep=self.sleep)
             except JetStreamError as exc:

@@ -25,7 +25,7 @@ description:
     reaches the new stream through a source, with no known sequence, so the row comes first, then a full drain
     seen on O(stable_polls) polls.
   - After the cut-over it also sums O(metric) with O(metric_labels) in the service's /metrics text at
-    O(metrics_url) (as the filter M(athlete_ally.nats.prom_sum#filter)) and reads the migration state
+    O(metrics_url) (as the filter P(athlete_ally.nats.prom_sum#filter)) and reads the migration state
     (as M(athlete_ally.nats.migration_state)) for the legacy stream's subjects and last sequence.
   - A wait that runs out fails with one line naming what was awaited and the last state seen; the evidence
     gathered so far is in the failed result.

@@ -186,8 +186,8 @@ def verify_task(p, pg, expected, event_id, **extra):
 def test_after_the_cutover_through_the_ingest_api(cluster, pg, plan):
     p = plan
     # the group is cut over: its subjects on the new stream, the legacy stream keeps the rest
-    api(cluster.url, "STREAM.UPDATE." + p["legacy"], {"name": p["legacy"], "subjects": ["%s.core.>" % p["prefix"]],
-                                                       "num_replicas": 3})
+    api(cluster.url, "STREAM.UPDATE." + p["legacy"],
+        {"name": p["legacy"], "subjects": ["%s.core.>" % p["prefix"]], "num_replicas": 3})
     create_new(cluster, p, subjects=p["group"]["subjects"])
     with Service(cluster.url.split(","), pg, p["new"], "hrv") as svc:
         res = run_tasks(verify_task(p, pg, p["new"], "ev-after-1", ingest_url=svc.url,
@@ -227,8 +227,8 @@ def test_before_the_cutover_by_fallback_publish_the_sourced_copy_is_processed(cl
 
 def test_a_row_that_never_comes_fails_within_the_stall_timeout(cluster, pg, plan):
     p = plan
-    api(cluster.url, "STREAM.UPDATE." + p["legacy"], {"name": p["legacy"], "subjects": ["%s.core.>" % p["prefix"]],
-                                                       "num_replicas": 3})
+    api(cluster.url, "STREAM.UPDATE." + p["legacy"],
+        {"name": p["legacy"], "subjects": ["%s.core.>" % p["prefix"]], "num_replicas": 3})
     create_new(cluster, p, subjects=p["group"]["subjects"])
     with Service(cluster.url.split(","), pg, p["new"], "hrv", write_rows=False) as svc:
         started = time.monotonic()
