@@ -3,58 +3,28 @@
 # Apache License 2.0 (see LICENSE)
 """Prometheus text exposition read as the runbook reads it (``curl .../metrics | grep ...``), without regexes in
 YAML: ``prom_sum`` adds the samples of one metric whose labels match, ``prom_error_ratio`` is the runbook's error
-rate (retry + dlq over everything handled)."""
+rate (retry + dlq over everything handled). The logic lives in module_utils/prometheus.py (migration_verify sums the
+same way); these are its filter faces."""
 
 from __future__ import annotations
 
-import re
-
 from ansible.errors import AnsibleFilterError
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def samples(text, metric):
-    """``[(labels dict, value)]`` of ``metric`` in an exposition text (comments and other metrics skipped)."""
-    if not isinstance(text, str):
-        raise AnsibleFilterError("prom_sum expects the /metrics text, got %s" % type(text).__name__)
-    out = []
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if not m or m.group(1) != metric:
-            continue
-        try:
-            value = float(m.group(3))
-        except ValueError:
-            continue
-        out.append((dict(_LABEL.findall(m.group(2) or "")), value))
-    return out
+from ansible_collections.athlete_ally.nats.plugins.module_utils import prometheus
 
 
 def prom_sum(text, metric, labels=None):
-    """Sum of ``metric``'s samples whose labels include every ``labels`` item (a value may be a list: any of)."""
-    want = labels or {}
-    if not isinstance(want, dict):
-        raise AnsibleFilterError("prom_sum labels must be a dict like {stream: AA_CORE_HOT}, got %r" % (want,))
-
-    def match(have):
-        for key, value in want.items():
-            allowed = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-            if have.get(key) not in allowed:
-                return False
-        return True
-
-    return sum(value for have, value in samples(text, metric) if match(have))
+    try:
+        return prometheus.prom_sum(text, metric, labels)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc))
 
 
 def prom_error_ratio(text, metric, labels=None, errors=("retry", "dlq")):
-    """(errors) / (all results) of ``metric`` over its lifetime; 0.0 when it counted nothing."""
-    base = dict(labels or {})
-    total = prom_sum(text, metric, base)
-    if total <= 0:
-        return 0.0
-    return prom_sum(text, metric, dict(base, result=list(errors))) / total
+    try:
+        return prometheus.prom_error_ratio(text, metric, labels, errors)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc))
 
 
 class FilterModule(object):

@@ -66,16 +66,20 @@ def _now_text():
 
 
 class Drain(object):
-    def __init__(self, module, js):
+    """``module`` needs ``params`` (the consumer_drain options) and ``check_mode``; ``option_names`` renames
+    ``timeout`` / ``stall_timeout`` in failure messages for a module whose options are named otherwise."""
+
+    def __init__(self, module, js, option_names=None):
         p = module.params
         self.module = module
         self.js = js
+        self.names = dict(dict(timeout="timeout", stall_timeout="stall_timeout"), **(option_names or {}))
         self.stream = p["stream"]
         self.consumer = p["consumer"]
         self.until = p.get("until_stream_seq")
-        self.timeout = _seconds(p["timeout"], "timeout")
+        self.timeout = _seconds(p["timeout"], self.names["timeout"])
         self.poll_interval = _seconds(p["poll_interval"], "poll_interval")
-        self.stall_timeout = _seconds(p["stall_timeout"], "stall_timeout")
+        self.stall_timeout = _seconds(p["stall_timeout"], self.names["stall_timeout"])
         self.stable_polls = p["stable_polls"]
         self.progress_file = p.get("progress_file")
         if self.stable_polls < 1:
@@ -196,15 +200,17 @@ class Drain(object):
 
     def _fail_timeout(self, c):
         goal = "reach stream sequence %d" % self.until if self.until is not None else "drain"
-        raise JetStreamError("%s did not %s within timeout=%ss (%s, %d acked at %.2f msgs/s); raise `timeout` "
-                             "or add workers" % (self.label, goal, _fmt(self.timeout), self._state_text(c),
-                                                 self.acked(c), self.rate(c)),
+        raise JetStreamError("%s did not %s within %s=%ss (%s, %d acked at %.2f msgs/s); raise `%s` "
+                             "or add workers" % (self.label, goal, self.names["timeout"], _fmt(self.timeout),
+                                                 self._state_text(c), self.acked(c), self.rate(c),
+                                                 self.names["timeout"]),
                              **self.result(False))
 
     def _fail_stall(self, c, idle):
         raise JetStreamError("%s stalled: its ack floor has not moved for %ss while work is pending (%s); check "
-                             "that its workers run and ack, or raise `stall_timeout` (now %ss)"
-                             % (self.label, _fmt(idle), self._state_text(c), _fmt(self.stall_timeout)),
+                             "that its workers run and ack, or raise `%s` (now %ss)"
+                             % (self.label, _fmt(idle), self._state_text(c), self.names["stall_timeout"],
+                                _fmt(self.stall_timeout)),
                              **self.result(False))
 
 

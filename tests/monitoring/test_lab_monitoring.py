@@ -173,6 +173,7 @@ def test_every_dashboard_query_returns_series(lab):
         wait_for(lambda: not empty(), 15)
         missing = empty()
         assert not missing, missing
+
         # the event delivered twice is one row and one duplicate delivery; Prometheus sees it at a later scrape
         def duplicate_deliveries():
             result = prom(lab, "/api/v1/query", query="sum(normalize_duplicate_deliveries_total)")["result"]

@@ -1,0 +1,347 @@
+# -*- coding: utf-8 -*-
+# Copyright: Athlete Ally Platform Team
+# Apache License 2.0 (see LICENSE)
+"""One verification event (runbook Steps 1.5 / 1.7 / 2.5-2.6 / 2.8-2.9), its evidence gathered in one module run.
+
+1. Send the event through the ingest HTTP API (``ingest_url`` + ``ingest_path``), or publish it straight to NATS on
+   ``subject`` with the event id as ``Nats-Msg-Id`` (the fallback, named in ``path``). HTTP 200, 400 and 503 are
+   answers the playbook's assert judges; anything else, or no answer, fails in one line. An event that was not
+   accepted (not 200) or not stored by ``expected_stream`` ends the run here: the rest would only wait for it.
+2. Wait for its database row (the service writes it before it acks), bounded by ``stall_timeout``. Before the
+   cut-over the event reaches the new stream through its source, whose copy can lag (a leader election on either
+   stream): a drained consumer proves nothing until the copy arrived, so the row comes first.
+3. Wait until the new stream's ``consumers`` processed it (module_utils/drain.py): after the cut-over until the
+   ack floor passes the event's own seq (one reading); before it (a sourced copy has no known seq) a full drain
+   with stable polls.
+4. After the cut-over only: sum ``metric`` with ``metric_labels`` in the service's /metrics text
+   (module_utils/prometheus.py), and read the migration state (module_utils/migration_state.py) for "the legacy
+   stream took nothing".
+
+The playbook asserts on what this returns; a wait that runs out fails with one line naming what was awaited and
+the last state seen, the evidence gathered so far in the failed result (like a kubernetes.core wait).
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import time
+from urllib.error import HTTPError, URLError
+
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.athlete_ally.nats.plugins.module_utils import drain, migration_state, prometheus, publish
+from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import to_seconds
+
+try:
+    import psycopg2
+    HAS_PSYCOPG2 = True
+except ImportError:  # reported when a row is read
+    psycopg2 = None
+    HAS_PSYCOPG2 = False
+
+# The statuses of the ingest API that are answers (judged by the playbook's assert), as the uri task accepted.
+ANSWER_STATUSES = (200, 400, 503)
+FALLBACK_PATH = "direct NATS publish (fallback)"
+# The row each table's service writes, as the runbook reads it (Step 2.6: "Row exists with rmssd=42.5").
+ROW_QUERIES = {
+    "hrv_data": "SELECT user_id, rmssd, ln_rmssd, abs(ln_rmssd - ln(rmssd)) < 1e-9 AS ln_ok FROM hrv_data "
+                "WHERE event_id = %(id)s",
+    "vendor_events": "SELECT vendor, user_id, event_type FROM vendor_events WHERE event_id = %(id)s",
+}
+ROW_POLL_SECONDS = 0.25
+PUBLISH_RETRIES = 10
+# After the cut-over the event's own seq is known and the condition cannot revert: one reading, polled quickly.
+UNTIL_SEQ_POLL = "250ms"
+
+
+def _seconds(value, option):
+    try:
+        seconds = to_seconds(value, option)
+    except ValueError as exc:
+        raise JetStreamError(str(exc))
+    if seconds is None or seconds <= 0:
+        raise JetStreamError("%s must be a positive duration, got %r" % (option, value))
+    return seconds
+
+
+def path_of(ingest_url, ingest_path):
+    """How the event is sent, as the output and the journal say it."""
+    return "ingest API %s" % ingest_path if ingest_url else FALLBACK_PATH
+
+
+def make_event(event, event_id, field):
+    """The event as sent: ``event`` with its id under ``field``."""
+    return dict(event or {}, **{field: event_id})
+
+
+def ack_of(status, body):
+    """``{stream, seq}`` from the ingest API's answer (its JSON carries them when accepted), else the body as is."""
+    if isinstance(body, dict):
+        return body
+    return {} if body in (None, "") else {"answer": body}
+
+
+def accepted(status, ack, expected_stream):
+    """Accepted (HTTP 200) and stored by the expected stream: what the playbook's first assert checks."""
+    return int(status) == 200 and isinstance(ack, dict) and ack.get("stream") == expected_stream
+
+
+def jsonable(value):
+    """A database value as JSON can carry it (numeric -> float, dates -> ISO text)."""
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (datetime.date, datetime.datetime, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return value
+
+
+def rows_as_dicts(columns, rows):
+    return [dict(zip(columns, (jsonable(v) for v in row))) for row in rows]
+
+
+class _Options(object):
+    """What module_utils/drain.py and publish.py read from a module: its params and check_mode."""
+
+    def __init__(self, params):
+        self.params = params
+        self.check_mode = False
+
+
+class Database(object):
+    """The row read with psycopg2, one connection kept while the row is polled (reconnected after an error)."""
+
+    def __init__(self, host, port, user, password, name, connect_timeout=10):
+        self.options = dict(host=host, port=port, user=user, password=password, dbname=name,
+                            connect_timeout=connect_timeout)
+        self.where = "%s@%s:%s/%s" % (user, host, port, name)
+        self.conn = None
+
+    def query(self, sql, args):
+        if not HAS_PSYCOPG2:
+            raise JetStreamError("reading the verification row needs the psycopg2 Python package (pip install "
+                                 "psycopg2-binary) where the task runs")
+        if self.conn is None:
+            self.conn = psycopg2.connect(**dict((k, v) for k, v in self.options.items() if v not in (None, "")))
+            self.conn.autocommit = True
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql, args)
+                return rows_as_dicts([d[0] for d in cur.description], cur.fetchall())
+        except Exception:
+            self.close()
+            raise
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # closing is best effort
+                pass
+            self.conn = None
+
+
+def transient_db_errors():
+    """Database errors a row poll rides out (server restarting, connection refused) until its bound."""
+    return (psycopg2.OperationalError, psycopg2.InterfaceError) if HAS_PSYCOPG2 else ()
+
+
+class Verify(object):
+    """``http(method, url, body, timeout) -> (status, text)`` and ``query(sql, args) -> [row dicts]`` are passed
+    in (the module gives open_url and psycopg2; unit tests give fakes); NATS goes through ``js``."""
+
+    def __init__(self, params, js, http, query, sleep=time.sleep, clock=time.monotonic, transient=None):
+        p = params
+        self.p = p
+        self.js = js
+        self.http = http
+        self.query = query
+        self.sleep = sleep
+        self.clock = clock
+        self.transient = transient_db_errors() if transient is None else transient
+        self.after = p["expected_stream"] == p["stream"]
+        self.drain_timeout = _seconds(p["drain_timeout"], "drain_timeout")
+        self.stall_timeout = _seconds(p["stall_timeout"], "stall_timeout")
+        self.poll_interval = _seconds(p["poll_interval"], "poll_interval")
+        if p["row_table"] not in ROW_QUERIES:
+            raise JetStreamError("row_table must be one of %s, got %r"
+                                 % (", ".join(sorted(ROW_QUERIES)), p["row_table"]))
+        if not p.get("ingest_url") and not p.get("subject"):
+            raise JetStreamError("without ingest_url the event is published straight to NATS: set subject")
+        if self.after and not (p.get("metrics_url") and p.get("metric")):
+            raise JetStreamError("after the cut-over (expected_stream == stream) the metric is read: set metrics_url "
+                                 "and metric")
+        if self.after and not p.get("legacy_stream"):
+            raise JetStreamError("after the cut-over the legacy stream is read: set legacy_stream and groups")
+        self.event = make_event(p["event"], p["event_id"], p["event_id_field"])
+        self.out = dict(changed=False, event_id=p["event_id"], event=self.event, after=self.after,
+                        path=path_of(p.get("ingest_url"), p.get("ingest_path")), status=None, ack={},
+                        response=None, accepted=False, rows=[], row=None, processed=[], metric=None,
+                        metric_labels=p.get("metric_labels") or {}, migration=None, waited={})
+
+    # -- the steps -------------------------------------------------------------------------
+    def send(self):
+        p = self.p
+        if p.get("ingest_url"):
+            url = p["ingest_url"].rstrip("/") + "/" + (p.get("ingest_path") or "").lstrip("/")
+            status, text = self.http("POST", url, json.dumps(self.event), p["http_timeout"])
+            if status not in ANSWER_STATUSES:
+                raise JetStreamError("the ingest API answered POST %s with HTTP %s (expected one of %s): %s"
+                                     % (url, status, ", ".join(str(s) for s in ANSWER_STATUSES),
+                                        " ".join(str(text or "").split())[:300]), **self.out)
+            try:
+                body = json.loads(text) if text else None
+            except ValueError:
+                body = text
+            self.out.update(changed=True, status=status, response=body, ack=ack_of(status, body))
+        else:
+            opts = _Options(dict(subject=p["subject"], payload=None, payload_json=self.event, headers={},
+                                 msg_id=p["event_id"], expected_stream=None, retries=PUBLISH_RETRIES,
+                                 retry_delay=0.25, retry_max_delay=5.0))
+            try:
+                res = publish.publish(opts, self.js, sleep=self.sleep)
+            except JetStreamError as exc:
+                raise JetStreamError("verification event %s: %s" % (p["event_id"], exc), **self.out)
+            self.out.update(changed=not res["ack"]["duplicate"], status=200, response=res["ack"], ack=res["ack"])
+        self.out["accepted"] = accepted(self.out["status"], self.out["ack"], p["expected_stream"])
+        if self.out["accepted"] and self.after and not isinstance(self.out["ack"].get("seq"), int):
+            raise JetStreamError("verification event %s: %s stored it but the answer carries no seq to wait for: %s"
+                                 % (p["event_id"], p["expected_stream"], self.out["response"]), **self.out)
+        return self.out["accepted"]
+
+    def wait_row(self):
+        p = self.p
+        sql, args = ROW_QUERIES[p["row_table"]], {"id": p["event_id"]}
+        start = self.clock()
+        last_error = None
+        while True:
+            try:
+                rows = self.query(sql, args)
+                last_error = None
+            except self.transient as exc:
+                rows, last_error = [], " ".join(str(exc).split())
+            waited = self.clock() - start
+            if rows:
+                self.out.update(rows=rows, row=rows[0])
+                self.out["waited"]["row"] = round(waited, 3)
+                return rows
+            if waited >= self.stall_timeout:
+                self.out["waited"]["row"] = round(waited, 3)
+                last = ("last read failed: %s" % last_error) if last_error else "no row yet"
+                raise JetStreamError(
+                    "verification event %s: no %s row within stall_timeout=%ss (the service writes it before it "
+                    "acks; %s; consumers on %s: %s); check the service and its database, or raise stall_timeout"
+                    % (p["event_id"], p["row_table"], _fmt(self.stall_timeout), last, p["stream"],
+                       self._consumers_text()), last_error=last_error, **self.out)
+            self.sleep(min(ROW_POLL_SECONDS, max(0.0, self.stall_timeout - waited)))
+
+    def _consumers_text(self):
+        """The group's consumers as last seen, for a failure line (best effort: the line must still be written)."""
+        parts = []
+        for name in self.p["consumers"]:
+            try:
+                info = self.js.consumer_info(self.p["stream"], name)
+            except JetStreamError as exc:
+                parts.append("%s: unreadable (%s)" % (name, exc))
+                continue
+            if info is None:
+                parts.append("%s: missing" % name)
+                continue
+            c = drain.counts(info)
+            parts.append("%s: pending=%d ack_pending=%d delivered.stream_seq=%d ack_floor.stream_seq=%d"
+                         % (name, c["num_pending"], c["num_ack_pending"], c["delivered"]["stream_seq"],
+                            c["ack_floor"]["stream_seq"]))
+        return "; ".join(parts) or "none named"
+
+    def drain_options(self, consumer):
+        until = self.out["ack"]["seq"] if self.after else None
+        return dict(stream=self.p["stream"], consumer=consumer, until_stream_seq=until,
+                    stable_polls=1 if self.after else self.p["stable_polls"],
+                    poll_interval=UNTIL_SEQ_POLL if self.after else self.p["poll_interval"],
+                    timeout=self.p["drain_timeout"], stall_timeout=self.p["stall_timeout"], progress_file=None)
+
+    def wait_processed(self):
+        start = self.clock()
+        for name in self.p["consumers"]:
+            waiter = drain.Drain(_Options(self.drain_options(name)), self.js,
+                                 option_names=dict(timeout="drain_timeout"))
+            try:
+                res = waiter.run()
+            except JetStreamError as exc:
+                self.out["processed"].append(self._processed(exc.result))
+                raise JetStreamError("verification event %s: waiting until %s processed it: %s"
+                                     % (self.p["event_id"], self.p["stream"], exc), **self.out)
+            self.out["processed"].append(self._processed(res))
+        self.out["waited"]["processed"] = round(self.clock() - start, 3)
+
+    @staticmethod
+    def _processed(res):
+        keep = ("consumer", "drained", "until_stream_seq", "initial", "final", "elapsed", "polls", "poll_errors",
+                "last_poll_error")
+        return dict((k, res.get(k)) for k in keep)
+
+    def read_metric(self):
+        p = self.p
+        status, text = self.http("GET", p["metrics_url"], None, p["http_timeout"])
+        if status != 200:
+            raise JetStreamError("verification event %s: the metrics at %s answered HTTP %s"
+                                 % (p["event_id"], p["metrics_url"], status), **self.out)
+        try:
+            self.out["metric"] = prometheus.prom_sum(text, p["metric"], p.get("metric_labels") or {})
+        except ValueError as exc:
+            raise JetStreamError("verification event %s: %s" % (p["event_id"], exc), **self.out)
+
+    def read_legacy(self):
+        self.out["migration"] = migration_state.read(self.js, self.p["legacy_stream"], self.p.get("groups") or [])
+
+    # -- the whole run ---------------------------------------------------------------------
+    def run(self):
+        if not self.send():
+            return self.out  # the playbook's first assert reports it with the runbook step
+        self.wait_row()
+        self.wait_processed()
+        if self.after:
+            self.read_metric()
+            self.read_legacy()
+        return self.out
+
+
+def _fmt(seconds):
+    return ("%.1f" % seconds).rstrip("0").rstrip(".")
+
+
+def http_request(method, url, body, timeout):
+    """``(status, text)`` of one HTTP request through Ansible's open_url; an HTTP error status is an answer,
+    no answer at all (refused, timed out, DNS) is one JetStreamError line."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    try:
+        resp = open_url(url, data=body, method=method, headers=headers, timeout=timeout,
+                        validate_certs=True, follow_redirects="safe")
+        return resp.getcode(), resp.read().decode("utf-8", "replace")
+    except HTTPError as exc:
+        try:
+            text = exc.read().decode("utf-8", "replace")
+        except Exception:  # an error body that cannot be read is no reason to lose the status
+            text = ""
+        return exc.code, text
+    except (URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise JetStreamError("%s %s: no answer (%s); check the URL and that the service is up"
+                             % (method, url, " ".join(str(reason).split())))
+
+
+def run(module, js):
+    """``action`` for runner.run_module: the verification with open_url and psycopg2."""
+    p = module.params
+    if module.check_mode:
+        return dict(changed=False, event_id=p["event_id"], path=path_of(p.get("ingest_url"), p.get("ingest_path")),
+                    msg="check mode: no verification event sent")
+    db = Database(p["db_host"], p["db_port"], p["db_user"], p["db_password"], p["db_name"])
+    try:
+        return Verify(p, js, http_request, db.query).run()
+    finally:
+        db.close()

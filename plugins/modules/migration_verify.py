@@ -1,0 +1,289 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Athlete Ally Platform Team
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: migration_verify
+short_description: Send a verification event and gather the evidence that the migration carries it, in one run
+version_added: "0.3.0"
+author:
+  - Athlete Ally Platform Team (@athlete-ally)
+description:
+  - The evidence of the runbook's verification steps (1.5, 1.7, 2.5-2.6, 2.8-2.9) in one module run; the playbook
+    asserts on what it returns.
+  - Sends the event through the ingest HTTP API (O(ingest_url) + O(ingest_path)), or, without O(ingest_url),
+    publishes it straight to NATS on O(subject) with the event id as C(Nats-Msg-Id) (the fallback, named in
+    RV(path)). HTTP 200, 400 and 503 are answers for the playbook to judge; another status or no answer fails.
+  - An event not accepted (not HTTP 200) or not stored by O(expected_stream) ends the run there, with
+    RV(accepted=false).
+  - Then waits for its database row (bounded by O(stall_timeout)), then until the new stream's O(consumers)
+    processed it (as M(athlete_ally.nats.consumer_drain) does). After the cut-over (O(expected_stream) is
+    O(stream)) the wait ends once the ack floor passes the event's own sequence (one reading); before it the event
+    reaches the new stream through a source, with no known sequence, so the row comes first, then a full drain
+    seen on O(stable_polls) polls.
+  - After the cut-over it also sums O(metric) with O(metric_labels) in the service's /metrics text at
+    O(metrics_url) (as the filter P(athlete_ally.nats.prom_sum#filter)) and reads the migration state
+    (as M(athlete_ally.nats.migration_state)) for the legacy stream's subjects and last sequence.
+  - A wait that runs out fails with one line naming what was awaited and the last state seen; the evidence
+    gathered so far is in the failed result.
+extends_documentation_fragment:
+  - athlete_ally.nats.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Sends nothing and waits for nothing; reports the path it would use.
+  diff_mode:
+    support: none
+    details: A test event has no before and after to compare.
+  platform:
+    platforms: posix
+options:
+  event:
+    description: The event to send (the JSON body), without its id.
+    type: dict
+    required: true
+  event_id:
+    description: The event's id; set in the event under O(event_id_field), and the row is looked up by it.
+    type: str
+    required: true
+  event_id_field:
+    description: Key of the id in the event.
+    type: str
+    default: eventId
+  ingest_url:
+    description:
+      - Base URL of the ingest HTTP API. Empty or unset, the event is published straight to NATS on O(subject).
+    type: str
+  ingest_path:
+    description: Path of the API the event is posted to, for example V(/api/v1/ingest/hrv).
+    type: str
+    default: ''
+  subject:
+    description: Subject of the fallback publish (required without O(ingest_url)).
+    type: str
+  http_timeout:
+    description: Seconds one HTTP request (the POST, the metrics read) may take.
+    type: int
+    default: 30
+  expected_stream:
+    description: The stream that must store the event now (the legacy stream before the cut-over).
+    type: str
+    required: true
+  stream:
+    description: The group's new stream, whose consumers must process the event.
+    type: str
+    required: true
+  consumers:
+    description: Durable names of the new stream's consumers that must process it.
+    type: list
+    elements: str
+    required: true
+  drain_timeout:
+    description: Longest wait for each consumer (duration such as V(120s), or seconds).
+    type: raw
+    default: 300s
+  stall_timeout:
+    description:
+      - Longest wait for the database row, and how long a consumer's ack floor may stand still while work is
+        pending (duration or seconds).
+    type: raw
+    default: 60s
+  stable_polls:
+    description: Polls in a row on which the full drain must hold (before the cut-over).
+    type: int
+    default: 2
+  poll_interval:
+    description: Time between consumer polls of the full drain (before the cut-over); after it, 250 ms.
+    type: raw
+    default: 1s
+  row_table:
+    description: The table the service writes the event to; the row query is fixed per table.
+    type: str
+    required: true
+    choices: [hrv_data, vendor_events]
+  db_host:
+    description: Database host.
+    type: str
+    required: true
+  db_port:
+    description: Database port.
+    type: int
+    default: 5432
+  db_user:
+    description: Database user.
+    type: str
+    required: true
+  db_password:
+    description: Database password (else libpq's E(PGPASSWORD) or C(~/.pgpass)). Never logged.
+    type: str
+  db_name:
+    description: Database name.
+    type: str
+    required: true
+  metrics_url:
+    description: The /metrics URL of the deployment that processes the event (read after the cut-over).
+    type: str
+  metric:
+    description: The per-stream metric summed after the cut-over, for example V(normalize_hrv_messages_total).
+    type: str
+  metric_labels:
+    description: Labels the metric's samples must carry (a value may be a list, any of them).
+    type: dict
+    default: {}
+  legacy_stream:
+    description: The legacy stream, read after the cut-over.
+    type: str
+  groups:
+    description: The subject groups as M(athlete_ally.nats.migration_state) takes them (for the journal's cut-over seq).
+    type: list
+    elements: dict
+    default: []
+requirements:
+  - psycopg2
+notes:
+  - Every input is read before anything is sent; the row query is parameterised (the event id is never part of
+    the SQL text).
+seealso:
+  - module: athlete_ally.nats.consumer_drain
+  - module: athlete_ally.nats.migration_state
+"""
+
+EXAMPLES = r"""
+- name: Verification event after the cut-over (runbook Step 2.8/2.9)
+  athlete_ally.nats.migration_verify:
+    event: {userId: phase2-verification-user, date: "2025-10-01", rmssd: 48.3}
+    event_id: migration-verify-p2-after-20251001T120000
+    ingest_url: https://prod.athleteally.com
+    ingest_path: /api/v1/ingest/hrv
+    expected_stream: AA_CORE_HOT
+    stream: AA_CORE_HOT
+    consumers: [normalize-hrv-durable]
+    row_table: hrv_data
+    db_host: prod-athlete-db
+    db_user: migration_ro
+    db_password: "{{ vault_migration_db_password }}"
+    db_name: athlete_ally
+    metrics_url: http://prod-normalize:9464/metrics
+    metric: normalize_hrv_messages_total
+    metric_labels: {result: success, stream: AA_CORE_HOT}
+    legacy_stream: ATHLETE_ALLY_EVENTS
+    groups: "{{ migration.groups }}"
+  register: verify
+
+- name: Stored by the new stream and processed
+  ansible.builtin.assert:
+    that:
+      - verify.status == 200 and verify.ack.stream == 'AA_CORE_HOT'
+      - verify.rows | length == 1 and verify.metric > 0
+"""
+
+RETURN = r"""
+event_id:
+  description: The event's id.
+  returned: always
+  type: str
+event:
+  description: The event as sent (with its id).
+  returned: success
+  type: dict
+path:
+  description: How it was sent, V(ingest API /api/v1/...) or V(direct NATS publish (fallback)).
+  returned: always
+  type: str
+status:
+  description: HTTP status of the ingest API (200 for the fallback publish).
+  returned: success
+  type: int
+response:
+  description: The answer as received (the ingest API's JSON, or the publish ack).
+  returned: success
+  type: raw
+ack:
+  description: The answer as a dict; when accepted it has C(stream) and C(seq).
+  returned: success
+  type: dict
+accepted:
+  description: HTTP 200 and stored by O(expected_stream); when false nothing after the send ran.
+  returned: success
+  type: bool
+after:
+  description: Whether this is the verification after the cut-over (O(expected_stream) == O(stream)).
+  returned: success
+  type: bool
+rows:
+  description: The event's rows in O(row_table) (one expected).
+  returned: success
+  type: list
+  elements: dict
+row:
+  description: The first row, or null.
+  returned: success
+  type: dict
+processed:
+  description:
+    - Per consumer, its drain result as M(athlete_ally.nats.consumer_drain) returns it (C(consumer), C(drained),
+      C(until_stream_seq), C(initial), C(final) with C(delivered.consumer_seq), C(elapsed), C(polls), C(poll_errors)).
+  returned: success
+  type: list
+  elements: dict
+metric:
+  description: Sum of O(metric) with O(metric_labels) after the cut-over; null before it.
+  returned: success
+  type: float
+metric_labels:
+  description: The labels the metric was summed with.
+  returned: success
+  type: dict
+migration:
+  description:
+    - After the cut-over, the migration state as M(athlete_ally.nats.migration_state) returns it (C(legacy) with
+      C(exists), C(subjects), C(last_seq); C(groups) keyed by phase with C(journal.cutover_seq)); null before it.
+  returned: success
+  type: dict
+waited:
+  description: Seconds waited for the row (C(row)) and for the consumers (C(processed)).
+  returned: success
+  type: dict
+"""
+
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, verify
+from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
+
+
+def main():
+    module = build_module(dict(
+        event=dict(type="dict", required=True),
+        event_id=dict(type="str", required=True),
+        event_id_field=dict(type="str", default="eventId"),
+        ingest_url=dict(type="str"),
+        ingest_path=dict(type="str", default=""),
+        subject=dict(type="str"),
+        http_timeout=dict(type="int", default=30),
+        expected_stream=dict(type="str", required=True),
+        stream=dict(type="str", required=True),
+        consumers=dict(type="list", elements="str", required=True),
+        drain_timeout=durations.duration_option(default="300s"),
+        stall_timeout=durations.duration_option(default="60s"),
+        stable_polls=dict(type="int", default=2),
+        poll_interval=durations.duration_option(default="1s"),
+        row_table=dict(type="str", required=True, choices=sorted(verify.ROW_QUERIES)),
+        db_host=dict(type="str", required=True),
+        db_port=dict(type="int", default=5432),
+        db_user=dict(type="str", required=True),
+        db_password=dict(type="str", no_log=True),
+        db_name=dict(type="str", required=True),
+        metrics_url=dict(type="str"),
+        metric=dict(type="str"),
+        metric_labels=dict(type="dict", default={}),
+        legacy_stream=dict(type="str"),
+        groups=dict(type="list", elements="dict", default=[]),
+    ), supports_check_mode=True)
+    run_module(module, verify.run)
+
+
+if __name__ == "__main__":
+    main()
