@@ -16,19 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError  # noqa: E402
 from ansible_collections.athlete_ally.nats.plugins.module_utils.soak import (  # noqa: E402
     Prometheus, Soak, lag_query, status_line)
+from tests.support.fake_clock import FakeClock  # noqa: E402
 
 CONSUMER = "AA_CORE_HOT/normalize-hrv-durable"
-
-
-class Clock(object):
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
-
-    def sleep(self, s):
-        self.t += s
 
 
 class FakeJs(object):
@@ -85,7 +75,7 @@ def params(**over):
 
 
 def with_prometheus(script, **over):
-    clock = Clock()
+    clock = FakeClock()
     fake = FakePrometheus(script, clock)
     lines = []
     s = Soak(None, params(**over), Prometheus("http://prom/", fake), clock=clock, sleep=clock.sleep,
@@ -148,7 +138,7 @@ def test_status_line_without_data_says_so():
 
 # -- without Prometheus: lag from JetStream ----------------------------------------------------------------
 def from_jetstream(pending, **over):
-    clock = Clock()
+    clock = FakeClock()
     return Soak(FakeJs(pending, clock), params(**over), None, clock=clock, sleep=clock.sleep), clock
 
 

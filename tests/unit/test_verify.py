@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 from ansible_collections.athlete_ally.nats.plugins.module_utils import verify  # noqa: E402
 from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError  # noqa: E402
 from ansible_collections.athlete_ally.nats.plugins.module_utils.prometheus import prom_sum  # noqa: E402
+from tests.support.fake_clock import FakeClock  # noqa: E402
 
 METRICS = """# TYPE normalize_hrv_messages_total counter
 normalize_hrv_messages_total{result="success",stream="AA_CORE_HOT"} 3.0
@@ -74,17 +75,6 @@ class Db(object):
         return answer
 
 
-class Clock(object):
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
-
-    def sleep(self, s):
-        self.t += s
-
-
 class Transient(Exception):
     pass
 
@@ -117,7 +107,7 @@ def legacy_read(monkeypatch):
 
 
 def run(p, js, http, db, clock=None):
-    clock = clock or Clock()
+    clock = clock or FakeClock()
     return verify.Verify(p, js, http, db, sleep=clock.sleep, clock=clock, transient=(Transient,)).run()
 
 
@@ -195,7 +185,7 @@ def test_fallback_publishes_with_the_event_id_as_msg_id(legacy_read):
 
 
 def test_row_wait_is_bounded_and_names_the_last_state():
-    clock = Clock()
+    clock = FakeClock()
     js = FakeJs([consumer(40, 40, pending=2)])
     db = Db([Transient("server closed the connection\nunexpectedly"), []])
     with pytest.raises(JetStreamError) as err:
