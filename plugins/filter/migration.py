@@ -21,6 +21,21 @@ def journal_entries(fields, phase):
     return {journal_key(phase, str(k)): str(v) for k, v in fields.items()}
 
 
+def shadow_sources(subjects, legacy_stream, start_seq):
+    """The sources of a shadow stream: one per subject of the group, from ``legacy_stream`` at ``start_seq`` (its
+    tail: no history is replayed). One source per subject because a source has one filter subject."""
+    if isinstance(subjects, str) or not isinstance(subjects, (list, tuple)) or not subjects:
+        raise AnsibleFilterError("shadow_sources expects the group's subjects as a non-empty list, got %r"
+                                 % (subjects,))
+    try:
+        start_seq = int(start_seq)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError("shadow_sources needs the start sequence (legacy last_seq + 1), got %r" % (start_seq,))
+    if start_seq < 1:
+        raise AnsibleFilterError("shadow_sources: the start sequence is 1 or more, got %d" % start_seq)
+    return [dict(name=str(legacy_stream), filter_subject=str(s), opt_start_seq=start_seq) for s in subjects]
+
+
 class FilterModule(object):
     def filters(self):
-        return {"journal_entries": journal_entries}
+        return {"journal_entries": journal_entries, "shadow_sources": shadow_sources}

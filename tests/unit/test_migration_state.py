@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
-from ansible_collections.athlete_ally.nats.plugins.filter.migration import journal_entries  # noqa: E402
+from ansible_collections.athlete_ally.nats.plugins.filter.migration import journal_entries, shadow_sources  # noqa: E402
 from ansible_collections.athlete_ally.nats.plugins.module_utils import migration_state as ms  # noqa: E402
 
 NOW = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -115,3 +115,13 @@ def test_journal_entries_filter():
     assert journal_entries({"verified_at": 5}, "2") == {"aa.migration.phase2.verified_at": "5"}
     with pytest.raises(Exception, match="phase number"):
         journal_entries({"verified_at": 5}, "two")
+
+
+def test_shadow_sources_filter_one_source_per_subject_from_the_tail():
+    assert shadow_sources(["athlete-ally.>", "sleep.*"], "ATHLETE_ALLY_EVENTS", "1042") == [
+        {"name": "ATHLETE_ALLY_EVENTS", "filter_subject": "athlete-ally.>", "opt_start_seq": 1042},
+        {"name": "ATHLETE_ALLY_EVENTS", "filter_subject": "sleep.*", "opt_start_seq": 1042}]
+    for subjects, seq, words in ((["vendor.>"], 0, "1 or more"), ("vendor.>", 5, "non-empty list"),
+                                 ([], 5, "non-empty list"), (["vendor.>"], "x", "start sequence")):
+        with pytest.raises(Exception, match=words):
+            shadow_sources(subjects, "ATHLETE_ALLY_EVENTS", seq)
