@@ -4,6 +4,8 @@
 Every subcommand prints one JSON object ({"changed": bool, ...}) for Ansible to read.
 
   labctl.py pg-init --pgdata DIR               initdb once (as `embedded_postgres` when run as root)
+  labctl.py prepare --lab-dir DIR --files-stdin [--check]   directories, config files from stdin, env seeds, initdb
+  labctl.py write-files [--check] < {"path": "content"}       files (mode 0600) whose content differs
   labctl.py wait-nats --servers URLS --user U --password P [--timeout 60]
 """
 
@@ -32,14 +34,19 @@ def pg_bin_dir():
 
 
 def prepare(args):
-    """Lab directories, seeded service env files (only when absent) and the PostgreSQL data dir."""
+    """Lab directories, the config files given on stdin, seeded service env files (only when absent) and the
+    PostgreSQL data dir. With --check: which files would change; nothing is created or written."""
     lab = Path(args.lab_dir)
+    files = read_files(args)
+    if args.check:
+        return {"changed": bool(files_to_write(files)), "written": files_to_write(files)}
     changed = False
     for sub in ("", "run", "logs", "nats", "pg", "env.d"):
         d = lab / sub
         if not d.is_dir():
             d.mkdir(parents=True)
             changed = True
+    written = write_files_now(files)
     for name, env in json.loads(args.seed_env or "{}").items():
         path = lab / "env.d" / ("%s.env" % name)
         if not path.exists():
@@ -50,8 +57,48 @@ def prepare(args):
             changed = True
     args.pgdata = str(lab / "pg" / "data")
     result = pg_init(args)
-    result["changed"] = result["changed"] or changed
+    result["changed"] = result["changed"] or changed or bool(written)
+    result["written"] = written
     return result
+
+
+# -- config files: rendered by Ansible (template lookups), written here in one process --------------------------------
+# A template task per file costs two module runs (stat, copy); lab up writes six.
+def read_files(args):
+    """{path: content} from stdin when --files-stdin is given, else {}."""
+    if not getattr(args, "files_stdin", False):
+        return {}
+    files = json.load(sys.stdin)
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        fail("--files-stdin expects a JSON object of path -> file content")
+    return files
+
+
+def files_to_write(files):
+    out = []
+    for path, content in sorted(files.items()):
+        p = Path(path)
+        if not p.exists() or p.read_text() != content or (p.stat().st_mode & 0o777) != 0o600:
+            out.append(path)
+    return out
+
+
+def write_files_now(files):
+    """Write the files whose content (or mode 0600) differs; atomically, so a kill never leaves half a config."""
+    written = files_to_write(files)
+    for path in written:
+        tmp = "%s.tmp" % path
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write(files[path])
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    return written
+
+
+def write_files(args):
+    files = read_files(args)
+    written = files_to_write(files) if args.check else write_files_now(files)
+    return {"changed": bool(written), "written": written}
 
 
 def pg_init(args):
@@ -316,6 +363,11 @@ def main(argv=None):
     p.add_argument("--lab-dir", required=True)
     p.add_argument("--seed-env", help="JSON {service: {KEY: value}} written to env.d/<service>.env if absent")
     p.add_argument("--superuser", default="postgres")
+    p.add_argument("--files-stdin", action="store_true", help="write the JSON {path: content} read from stdin")
+    p.add_argument("--check", action="store_true", help="report which files would change; change nothing")
+    p = sub.add_parser("write-files", help="write the JSON {path: content} read from stdin (mode 0600)")
+    p.add_argument("--files-stdin", action="store_true", default=True, help=argparse.SUPPRESS)
+    p.add_argument("--check", action="store_true", help="report which files would change; change nothing")
     p = sub.add_parser("wait-http")
     p.add_argument("urls", nargs="+")
     p.add_argument("--timeout", type=float, default=60)
@@ -340,7 +392,7 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=40)
     args = ap.parse_args(argv)
     commands = {"backends": backends, "prepare": prepare, "wait-http": wait_http, "pg-init": pg_init,
-                "wait-nats": wait_nats, "down": down}
+                "wait-nats": wait_nats, "down": down, "write-files": write_files}
     result = commands[args.cmd](args)
     print(json.dumps(result))
 
