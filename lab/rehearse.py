@@ -62,11 +62,11 @@ def recap(log):
 
 def write_html(lab, report, ledger, wall_started, spans):
     """report.html from the lab's Prometheus (before the lab goes down); a failure here never hides report.json."""
+    t0 = time.monotonic()  # before the imports: matplotlib's import is most of the cost
     sys.path.insert(0, str(REPO))
-    from lab import labenv, report as report_html
-    from lab.ledger import read_ledger
-    t0 = time.monotonic()
     try:
+        from lab import labenv, report as report_html  # matplotlib: a venv without it still gets report.json
+        from lab.ledger import read_ledger
         env = labenv.load(lab / "env")
         recs = read_ledger(ledger) if ledger.exists() else []
         page = report_html.build(report, recs, env.get("PROMETHEUS_URL"), wall_started, time.time(), spans)

@@ -1,15 +1,25 @@
-"""The rehearsal's report.html: a timeline (inline SVG, no plotting library) of accepted events/s (ledger), processed
-messages/s and each consumer's lag (Prometheus range queries), with phase spans, cut-over markers from the journal and
-the longest publish gap; then the ledger table. Used by lab/rehearse.py."""
+"""The rehearsal's report.html: a timeline (matplotlib, one PNG embedded in the page) of accepted events/s (ledger),
+processed messages/s and each consumer's lag (Prometheus range queries), with phase spans, cut-over markers from the
+journal and the longest publish gap; then the ledger table. Used by lab/rehearse.py; lab only (requirements.txt, not
+the execution environment)."""
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 import urllib.parse
 import urllib.request
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+import matplotlib
+
+matplotlib.use("Agg")  # no display in the lab or CI; must be chosen before pyplot is imported
+import matplotlib.pyplot as plt  # noqa: E402
+
+SIZE, DPI = (11.0, 6.0), 100  # 1100 x 600 px, shown 1:1 in the page: sharp, and a test finds it in a screenshot
+PHASE_SHADES = ["#e8eef7", "#f4f4f4"]
+LABEL_BOX = {"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1}  # a line under a label stays legible
 QUERIES = {
     "processed/s": 'sum(rate(normalize_messages_total{result="processed"}[10s]))',
     "lag": "max by (stream, consumer_name) (nats_consumer_num_pending)",
@@ -53,51 +63,46 @@ def longest_gap(recs):
     return max(pairs, key=lambda p: p[1] - p[0]) if pairs else None
 
 
-def chart(title, series, start, end, phases, cutovers, gap, unit, height=230, width=1100):
-    """One SVG chart: lines per series, phase spans (alternating shade + name), cut-over lines, the publish gap."""
-    left, right, top, bottom = 60, 300, 28, 30
-    pw, ph = width - left - right, height - top - bottom
-    vmax = max([v for pts in series.values() for _t, v in pts] + [1.0]) * 1.1
-    span = max(end - start, 1.0)
-
-    def x(t):
-        return left + pw * (t - start) / span
-
-    def y(v):
-        return top + ph * (1 - v / vmax)
-    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">'
-           % (width, height),
-           '<text x="%d" y="16" font-size="13" font-weight="bold">%s</text>' % (left, html.escape(title))]
-    for i, (name, t0, t1) in enumerate(phases):
-        out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"/>'
-                   % (x(t0), top, max(x(t1) - x(t0), 1), ph, "#f2f2f2" if i % 2 else "#e8eef7"))
-        out.append('<text x="%.1f" y="%d" fill="#555">%s</text>' % (x(t0) + 2, top + 11, html.escape(name)))
-    if gap:
-        out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#ffb3b3" opacity="0.7"/>'
-                   % (x(gap[0]), top, max(x(gap[1]) - x(gap[0]), 1.5), ph))
+def timeline(panels, start, end, phases, cutovers, gap):
+    """The timeline as PNG bytes, and what the figure shows: {"legend": [...], "annotations": [...]} read back from
+    its artists (not from the arguments), so a test sees what was really drawn.
+    panels: [(title, {series name: [(t, value)]}, unit)], stacked, sharing one time axis (seconds since start)."""
+    fig, grid = plt.subplots(len(panels), 1, sharex=True, figsize=SIZE, dpi=DPI, layout="constrained", squeeze=False)
+    axes = grid[:, 0]
+    for n, (ax, (title, series, unit)) in enumerate(zip(axes, panels)):
+        for i, (_name, t0, t1) in enumerate(phases):
+            ax.axvspan(t0 - start, t1 - start, color=PHASE_SHADES[i % 2], zorder=0)
+        if gap:
+            ax.axvspan(gap[0] - start, gap[1] - start, color="#ff8080", alpha=0.6, zorder=1,
+                       label="_nolegend_" if n else "longest publish gap (%.0f ms)" % ((gap[1] - gap[0]) * 1000))
+        for _label, t in cutovers:
+            ax.axvline(t - start, color="#c00000", linestyle="--", linewidth=1.2, zorder=2)
+        for name, pts in sorted(series.items()):
+            pts = [(t - start, v) for t, v in pts if start <= t <= end]
+            ax.plot([t for t, _v in pts], [v for _t, v in pts], linewidth=1.3, label=name, zorder=3)
+        if not series:
+            ax.text(0.5, 0.5, "no data (Prometheus not reachable)", transform=ax.transAxes, ha="center", color="#777")
+        ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
+        ax.set(ylabel=unit, xlim=(0, max(end - start, 1.0)))
+        ax.set_ylim(0, max(ax.get_ylim()[1], 1.0) * 1.3)  # headroom above the data for the phase and cut-over names
+        ax.grid(axis="y", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:  # outside the plot: consumer names are long and would hide the lines
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    # Phase names once, on the top panel, alternating two heights so short neighbouring phases do not overlap.
+    for i, (name, t0, _t1) in enumerate(phases):
+        axes[0].text(t0 - start, 0.97 - 0.09 * (i % 2), " " + name, transform=axes[0].get_xaxis_transform(),
+                     va="top", fontsize=8, color="#333", bbox=LABEL_BOX, zorder=4)
+    # Cut-over names once, on the bottom panel, upright along their line so close cut-overs stay apart.
     for label, t in cutovers:
-        out.append('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#c00" stroke-dasharray="4,3"/>'
-                   % (x(t), x(t), top, top + ph))
-        out.append('<text x="%.1f" y="%d" fill="#c00">cut-over %s</text>'
-                   % (x(t) + 2, top + ph - 4, html.escape(label)))
-    out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#333"/>' % (left, left + pw, top + ph, top + ph))
-    out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#333"/>' % (left, left, top, top + ph))
-    for k in range(5):
-        v = vmax * k / 4
-        out.append('<text x="%d" y="%.1f" text-anchor="end">%.0f</text>' % (left - 4, y(v) + 4, v))
-    for k in range(7):
-        t = start + span * k / 6
-        out.append('<text x="%.1f" y="%d" text-anchor="middle">%.0f s</text>' % (x(t), top + ph + 14, t - start))
-    out.append('<text x="12" y="%d" transform="rotate(-90 12 %d)">%s</text>' % (top + ph / 2, top + ph / 2, unit))
-    for i, (name, pts) in enumerate(sorted(series.items())):
-        color = COLORS[i % len(COLORS)]
-        if pts:
-            out.append('<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>'
-                       % (color, " ".join("%.1f,%.1f" % (x(t), y(v)) for t, v in pts if start <= t <= end)))
-        out.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>'
-                   % (left + pw + 10, top + 14 * i, color, left + pw + 24, top + 14 * i + 9, html.escape(name)))
-    out.append("</svg>")
-    return "\n".join(out)
+        axes[-1].text(t - start, 0.97, "cut-over " + label, transform=axes[-1].get_xaxis_transform(), rotation=90,
+                      va="top", ha="right", fontsize=8, color="#c00000", bbox=LABEL_BOX, zorder=4)
+    axes[-1].set_xlabel("seconds since the rehearsal started")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    drawn = {"legend": [t.get_text() for ax in axes if ax.get_legend() for t in ax.get_legend().get_texts()],
+             "annotations": [t.get_text().strip() for ax in axes for t in ax.texts]}
+    plt.close(fig)
+    return buf.getvalue(), drawn
 
 
 def build(report, recs, prometheus_url, start, end, phase_spans):
@@ -110,9 +115,11 @@ def build(report, recs, prometheus_url, start, end, phase_spans):
     gap = longest_gap(recs)
     flow = {"accepted/s (ledger)": accepted_per_second(recs, start, end)}
     flow.update({"processed/s (Prometheus)": pts for pts in rate.values()})
-    charts = [chart("Events per second", flow, start, end, phase_spans, cutovers, gap, "events/s"),
-              chart("Consumer lag (nats_consumer_num_pending)", lag, start, end, phase_spans, cutovers, gap,
-                    "pending")]
+    png, _drawn = timeline([("Events per second", flow, "events/s"),
+                            ("Consumer lag (nats_consumer_num_pending)", lag, "pending")],
+                           start, end, phase_spans, cutovers, gap)
+    img = '<img alt="timeline" width="%d" src="data:image/png;base64,%s">' % (
+        SIZE[0] * DPI, base64.b64encode(png).decode("ascii"))
     keys = ["sent", "acked", "lost", "unexpected", "duplicates", "duplicate_deliveries", "unknown", "publish_gap_ms",
             "total_seconds", "ok"]
     rows = "".join("<tr><th>%s</th><td>%s</td></tr>" % (k, html.escape(str(report.get(k)))) for k in keys)
@@ -129,4 +136,4 @@ publish (%s ms).</p>
 <h2>Ledger</h2><table>%s</table>
 <h2>Phases</h2><table>%s</table>
 </body></html>
-""" % ("ok" if report.get("ok") else "FAILED", report.get("publish_gap_ms"), "\n".join(charts), rows, phases)
+""" % ("ok" if report.get("ok") else "FAILED", report.get("publish_gap_ms"), img, rows, phases)
