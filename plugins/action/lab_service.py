@@ -114,7 +114,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]  # (validation result, validated args)
         check = bool(self._task.check_mode)
         try:
             svc = Supervisor(args["supervisord_conf"], args["program"])
