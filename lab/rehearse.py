@@ -35,6 +35,9 @@ PHASES = [
 def env():
     e = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
              ANSIBLE_DEPRECATION_WARNINGS="false", PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
+    # every task's time in the log, and the slowest ones at each playbook's end: where a rehearsal's time goes
+    e.setdefault("ANSIBLE_CALLBACKS_ENABLED", "ansible.posix.profile_tasks")
+    e.setdefault("PROFILE_TASKS_TASK_OUTPUT_LIMIT", "15")
     return e
 
 
@@ -113,6 +116,8 @@ def main():
         if playbook("playbooks/lab_up.yml", args.extra, log):
             raise SystemExit("lab did not come up; see %s" % log)
         spans.append(("lab up", wall_started, time.time()))
+        report["lab_up_seconds"] = round(time.monotonic() - started, 1)
+        print("%-10s %6.1f s  %4s tasks" % ("lab up", report["lab_up_seconds"], recap(log)), flush=True)
         load = subprocess.Popen([str(BIN / "python"), str(REPO / "lab" / "loadgen.py"), "--rate", str(args.rate),
                                  "--stop-file", str(stop), "--ledger", str(ledger)],
                                 cwd=str(REPO), env=env(), stdout=open(lab / "rehearse-load.out", "w"),
@@ -131,6 +136,7 @@ def main():
                 break
     finally:
         if load is not None:
+            t_stop = time.monotonic()
             stop.touch()
             load.wait(60)
             check = subprocess.run([str(BIN / "python"), str(REPO / "lab" / "ledger.py"), "check", "--ledger",
@@ -143,6 +149,8 @@ def main():
             for key in ("sent", "acked", "lost", "unexpected", "duplicates", "duplicate_deliveries", "unknown",
                         "publish_gap_ms"):
                 report[key] = counts.get(key)
+            report["load_stop_and_ledger_seconds"] = round(time.monotonic() - t_stop, 1)
+            print("%-10s %6.1f s" % ("ledger", report["load_stop_and_ledger_seconds"]), flush=True)
         report["total_seconds"] = round(time.monotonic() - started, 1)
         report["ok"] = (not report.get("failed_phase") and len(report["phases"]) == len(PHASES)
                         and report.get("lost") == 0 and report.get("unexpected") == 0

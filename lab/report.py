@@ -22,7 +22,10 @@ PHASE_SHADES = ["#e8eef7", "#f4f4f4"]
 LABEL_BOX = {"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1}  # a line under a label stays legible
 QUERIES = {
     "processed/s": 'sum(rate(normalize_messages_total{result="processed"}[10s]))',
-    "lag": "max by (stream, consumer_name) (nats_consumer_num_pending)",
+    # a legacy consumer stops being read at its group's cut-over (kept idle for a rollback): its frozen backlog is
+    # not lag, so its line ends there (the exporter marks it superseded, as the alert rules use it)
+    "lag": ("max by (stream, consumer_name) (nats_consumer_num_pending) "
+            "unless on(stream, consumer_name) aa_migration_superseded_consumer"),
     "cutovers": 'max by (stream, phase) (aa_migration_journal_timestamp_seconds{event="cutover_at"})',
 }
 
