@@ -20,17 +20,18 @@ import datetime
 import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import durations
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError, fmt_seconds
 
 NANOS_PER_SECOND = 10 ** 9
 
 
-def _seconds(value, option):
+def seconds_option(value, option, allow_zero=True):
+    """A duration option of a wait in seconds; a JetStreamError naming the option when it is not one."""
     try:
         nanos = durations.to_nanos(value, option)
     except ValueError as exc:
         raise JetStreamError(str(exc))
-    if nanos is None or nanos < 0:
+    if nanos is None or nanos < 0 or (nanos == 0 and not allow_zero):
         raise JetStreamError("%s must be a positive duration, got %r" % (option, value))
     return nanos / float(NANOS_PER_SECOND)
 
@@ -77,9 +78,9 @@ class Drain(object):
         self.stream = p["stream"]
         self.consumer = p["consumer"]
         self.until = p.get("until_stream_seq")
-        self.timeout = _seconds(p["timeout"], self.names["timeout"])
-        self.poll_interval = _seconds(p["poll_interval"], "poll_interval")
-        self.stall_timeout = _seconds(p["stall_timeout"], self.names["stall_timeout"])
+        self.timeout = seconds_option(p["timeout"], self.names["timeout"])
+        self.poll_interval = seconds_option(p["poll_interval"], "poll_interval")
+        self.stall_timeout = seconds_option(p["stall_timeout"], self.names["stall_timeout"])
         self.stable_polls = p["stable_polls"]
         self.progress_file = p.get("progress_file")
         if self.stable_polls < 1:
@@ -201,7 +202,7 @@ class Drain(object):
     def _fail_timeout(self, c):
         goal = "reach stream sequence %d" % self.until if self.until is not None else "drain"
         raise JetStreamError("%s did not %s within %s=%ss (%s, %d acked at %.2f msgs/s); raise `%s` "
-                             "or add workers" % (self.label, goal, self.names["timeout"], _fmt(self.timeout),
+                             "or add workers" % (self.label, goal, self.names["timeout"], fmt_seconds(self.timeout),
                                                  self._state_text(c), self.acked(c), self.rate(c),
                                                  self.names["timeout"]),
                              **self.result(False))
@@ -209,13 +210,9 @@ class Drain(object):
     def _fail_stall(self, c, idle):
         raise JetStreamError("%s stalled: its ack floor has not moved for %ss while work is pending (%s); check "
                              "that its workers run and ack, or raise `%s` (now %ss)"
-                             % (self.label, _fmt(idle), self._state_text(c), self.names["stall_timeout"],
-                                _fmt(self.stall_timeout)),
+                             % (self.label, fmt_seconds(idle), self._state_text(c), self.names["stall_timeout"],
+                                fmt_seconds(self.stall_timeout)),
                              **self.result(False))
-
-
-def _fmt(seconds):
-    return ("%.1f" % seconds).rstrip("0").rstrip(".")
 
 
 def run(module, js):

@@ -32,8 +32,7 @@ from urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import drain, migration_state, prometheus, publish
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
-from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import to_seconds
+from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError, fmt_seconds
 
 try:
     import psycopg2
@@ -57,16 +56,6 @@ PUBLISH_RETRIES = 10
 UNTIL_SEQ_POLL = "250ms"
 
 
-def _seconds(value, option):
-    try:
-        seconds = to_seconds(value, option)
-    except ValueError as exc:
-        raise JetStreamError(str(exc))
-    if seconds is None or seconds <= 0:
-        raise JetStreamError("%s must be a positive duration, got %r" % (option, value))
-    return seconds
-
-
 def path_of(ingest_url, ingest_path):
     """How the event is sent, as the output and the journal say it."""
     return "ingest API %s" % ingest_path if ingest_url else FALLBACK_PATH
@@ -77,7 +66,7 @@ def make_event(event, event_id, field):
     return dict(event or {}, **{field: event_id})
 
 
-def ack_of(status, body):
+def ack_of(body):
     """``{stream, seq}`` from the ingest API's answer (its JSON carries them when accepted), else the body as is."""
     if isinstance(body, dict):
         return body
@@ -164,9 +153,9 @@ class Verify(object):
         self.clock = clock
         self.transient = transient_db_errors() if transient is None else transient
         self.after = p["expected_stream"] == p["stream"]
-        self.drain_timeout = _seconds(p["drain_timeout"], "drain_timeout")
-        self.stall_timeout = _seconds(p["stall_timeout"], "stall_timeout")
-        self.poll_interval = _seconds(p["poll_interval"], "poll_interval")
+        self.stall_timeout = drain.seconds_option(p["stall_timeout"], "stall_timeout", allow_zero=False)
+        for option in ("drain_timeout", "poll_interval"):  # the drain's own; checked before the event is sent
+            drain.seconds_option(p[option], option, allow_zero=False)
         if p["row_table"] not in ROW_QUERIES:
             raise JetStreamError("row_table must be one of %s, got %r"
                                  % (", ".join(sorted(ROW_QUERIES)), p["row_table"]))
@@ -197,7 +186,7 @@ class Verify(object):
                 body = json.loads(text) if text else None
             except ValueError:
                 body = text
-            self.out.update(changed=True, status=status, response=body, ack=ack_of(status, body))
+            self.out.update(changed=True, status=status, response=body, ack=ack_of(body))
         else:
             opts = _Options(dict(subject=p["subject"], payload=None, payload_json=self.event, headers={},
                                  msg_id=p["event_id"], expected_stream=None, retries=PUBLISH_RETRIES,
@@ -235,7 +224,7 @@ class Verify(object):
                 raise JetStreamError(
                     "verification event %s: no %s row within stall_timeout=%ss (the service writes it before it "
                     "acks; %s; consumers on %s: %s); check the service and its database, or raise stall_timeout"
-                    % (p["event_id"], p["row_table"], _fmt(self.stall_timeout), last, p["stream"],
+                    % (p["event_id"], p["row_table"], fmt_seconds(self.stall_timeout), last, p["stream"],
                        self._consumers_text()), last_error=last_error, **self.out)
             self.sleep(min(ROW_POLL_SECONDS, max(0.0, self.stall_timeout - waited)))
 
@@ -308,10 +297,6 @@ class Verify(object):
             self.read_metric()
             self.read_legacy()
         return self.out
-
-
-def _fmt(seconds):
-    return ("%.1f" % seconds).rstrip("0").rstrip(".")
 
 
 def http_request(method, url, body, timeout):
