@@ -75,6 +75,11 @@ class Supervisor:
     def stop(self):
         self._call("stopProcess", "NOT_RUNNING")
 
+    def restart(self, health_url, timeout):
+        """Stop (when running), start, and wait until healthy; the seconds the start took."""
+        self.stop()
+        return self.start(health_url, timeout)
+
     def start(self, health_url, timeout):
         """Start and wait until the health URL answers 200; fails early if the program dies. Seconds waited."""
         self._call("startProcess", "ALREADY_STARTED")
@@ -133,8 +138,7 @@ class ActionModule(ActionBase):
         svc.info()
         if check:
             return dict(changed=True, rolled=True)
-        svc.stop()
-        return dict(changed=True, rolled=True, seconds=svc.start(args["health_url"], args["health_timeout"]))
+        return dict(changed=True, rolled=True, seconds=svc.restart(args["health_url"], args["health_timeout"]))
 
     def _set_env(self, svc, args, check):
         if args["env"] is None:
@@ -153,8 +157,7 @@ class ActionModule(ActionBase):
         if changed and not check:
             write_env_file(args["env_file"], after_text)
             if running:
-                svc.stop()
-                out["seconds"] = svc.start(args["health_url"], args["health_timeout"])
+                out["seconds"] = svc.restart(args["health_url"], args["health_timeout"])
         return out
 
     def _scale(self, svc, args, check):
