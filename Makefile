@@ -19,7 +19,8 @@ $(STAMP): requirements.txt
 	touch $@
 
 # Module runs in this venv reuse compiled module_utils (lab/pyhooks/aa_ansiballz_cache.py says why; about half of a
-# no-op module run is compiling them). The .pth in site-packages loads it; the copy beside it marks it done.
+# no-op module run is compiling them), and ansible-playbook reuses the module_utils walk of each payload across
+# processes (lab/pyhooks/aa_payload_cache.py). The .pth in site-packages loads them; the copy beside it marks it done.
 $(VENV)/aa_ansiballz_cache.pth: $(STAMP) lab/pyhooks/aa_ansiballz_cache.py
 	printf '%s\nimport aa_ansiballz_cache\n' "$(CURDIR)/lab/pyhooks" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/aa_ansiballz_cache.pth"
 	cp "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/aa_ansiballz_cache.pth" $@

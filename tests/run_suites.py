@@ -8,7 +8,9 @@ computing: one pytest run kept two cores busy about 40 % of the time. So the tes
   rest    everything else under tests/, on a second lab with every port shifted by PRIVATE_LAB_OFFSET
           (lab/private_lab.py), so both can bring labs up and down without touching each other.
 
-Each line of output is prefixed with its group; the exit status is 0 only if both runs pass. Extra arguments go
+Each line of output is prefixed with its group; the exit status is 0 only if both runs pass. A failing group's
+FAILED/ERROR summary lines are printed again at the very end: CI logs are often read from their tail, and the
+other group's durations would otherwise bury them. Extra arguments go
 to both pytest runs (e.g. `-x`, `-k name`). Run one group alone: `tests/run_suites.py --only lab`.
 """
 
@@ -44,10 +46,13 @@ def run(name, argv, env, results):
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace")
+    summary = []
     for line in proc.stdout:
         sys.stdout.write("[%s] %s" % (name, line))
         sys.stdout.flush()
-    results[name] = (proc.wait(), time.monotonic() - started)
+        if line.startswith(("FAILED ", "ERROR ")):
+            summary.append(line.rstrip("\n"))
+    results[name] = (proc.wait(), time.monotonic() - started, summary)
 
 
 def main(argv=None):
@@ -63,7 +68,10 @@ def main(argv=None):
         thread.join()
     # pytest's 5 is "no test selected": fine when the extra arguments filtered a whole group away.
     passing = (0, 5) if extra else (0,)
-    for name, (rc, seconds) in sorted(results.items()):
+    for name, (rc, _seconds, summary) in sorted(results.items()):
+        for line in summary if rc not in passing else ():
+            print("[%s] %s" % (name, line))
+    for name, (rc, seconds, _summary) in sorted(results.items()):
         verdict = "passed" if rc in passing else "FAILED (rc %d)" % rc
         print("%-5s %s in %d min %02d s" % (name, verdict, seconds // 60, seconds % 60))
     return 0 if results and all(result[0] in passing for result in results.values()) else 1

@@ -36,5 +36,18 @@ def test_molecule_scenario(scenario):
     with open(log, "w") as out:
         proc = subprocess.run([str(BIN / "molecule"), "test", "-s", scenario], cwd=str(REPO), env=env,
                               stdout=out, stderr=subprocess.STDOUT, timeout=2400, check=False)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
-    assert proc.returncode == 0, "molecule %s failed (full log %s):\n%s" % (scenario, log, tail)
+    lines = log.read_text(errors="replace").splitlines()
+    assert proc.returncode == 0, "molecule %s failed: %s (full log %s):\n%s" % (
+        scenario, last_failure(lines), log, "\n".join(lines[-60:]))
+
+
+def last_failure(lines):
+    """The last failed task and its result line (earlier ones may have been rescued), so the test's one-line
+    summary says what stopped the scenario."""
+    task, failure = "", "no failed task in the log"
+    for line in lines:
+        if line.startswith("TASK ["):
+            task = line.split("]")[0] + "]"
+        elif "FAILED! =>" in line or line.startswith("ERROR!"):
+            failure = "%s %s" % (task, line.strip()[:600])
+    return failure

@@ -8,7 +8,8 @@ This keeps each compiled module, keyed by the SHA-256 of its source and the inte
 compile to the same code. Only code objects' file names keep the temp path of their first run (that directory is
 deleted after each run anyway).
 
-Loaded by the .pth file `make setup` writes into the venv; AA_ANSIBALLZ_CACHE=0 turns it off. Production hosts and
+It also installs the controller's payload cache (aa_payload_cache.py: the module_utils walk done once per source).
+Loaded by the .pth file `make setup` writes into the venv; AA_ANSIBALLZ_CACHE=0 turns both off. Production hosts and
 execution environments do not have it, and do not need it.
 """
 
@@ -20,6 +21,8 @@ import marshal
 import os
 import sys
 import zipimport
+
+import aa_payload_cache
 
 CACHE_DIR = os.path.join(sys.prefix, "ansiballz-code-cache")
 PAYLOAD_MARK = "_payload.zip" + os.sep  # AnsiballZ: <tmp>/ansible_<module>_payload_<rand>/ansible_<module>_payload.zip
@@ -52,6 +55,7 @@ def _cached_compile_source(pathname, source):
 def install():
     if os.environ.get("AA_ANSIBALLZ_CACHE", "1") != "0":
         zipimport._compile_source = _cached_compile_source
+        aa_payload_cache.install()
 
 
 install()

@@ -259,6 +259,9 @@ def auth_mode(params):
     return " over ".join(m for m in (mode, tls) if m) or "no authentication"
 
 
+# How a server that closes an established connection shows up on the client, depending on what it was doing.
+SERVER_HUNG_UP = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, EOFError)
+
 AUTH_HINTS = {
     "creds (JWT)": "check creds_file/NATS_CREDS (user JWT issued by an account the server trusts, and its seed)",
     "nkey": "check nkey_seed/NATS_NKEY_SEED or nkey_file/NATS_NKEY (a user seed, SU..., whose public key the "
@@ -488,9 +491,10 @@ class JetStreamClient(object):
                                   "or creds_file")
             return ("NATS at %s refused the credentials (%s: %s); %s"
                     % (where, mode, text.replace("'", "").strip('" '), hint))
-        if auth_params(self.params)["tls_cert"] and (isinstance(exc, (ConnectionResetError, EOFError))
+        if auth_params(self.params)["tls_cert"] and (isinstance(exc, SERVER_HUNG_UP)
                                                      or "connection lost" in text.lower()):
-            # TLS 1.3: the server checks the client certificate after the handshake and just hangs up.
+            # TLS 1.3: the server checks the client certificate after the handshake and just hangs up. Whether
+            # the client then sees a reset or a broken pipe (its CONNECT written to a closed socket) is timing.
             return ("mutual TLS with %s failed: the server closed the connection after the handshake (client "
                     "certificate refused?) (%s); check that tls_cert/tls_key (NATS_CERT/NATS_KEY) are signed by a CA "
                     "the server trusts" % (where, mode))

@@ -253,3 +253,19 @@ def test_no_responders_before_any_jetstream_reply_is_a_misconfiguration(no_sleep
     js = Scripted([nr, {"ok": 1}])
     js._js_answered = True  # JetStream answered earlier in this run: the node is restarting
     assert js.request("INFO") == {"ok": 1}
+
+
+@pytest.mark.parametrize("hang_up", [ConnectionResetError(104, "Connection reset by peer"),
+                                     BrokenPipeError(32, "Broken pipe"), EOFError()])
+def test_a_hang_up_after_a_mutual_tls_handshake_names_the_client_certificate(hang_up):
+    # TLS 1.3: the server checks the client certificate after the handshake; the client's next read sees a reset,
+    # its next write (CONNECT) a broken pipe, depending on timing. Either way the operator must hear "certificate".
+    params = {"servers": ["tls://127.0.0.1:4222"], "tls_ca": "ca.pem", "tls_cert": "c.pem", "tls_key": "k.pem"}
+    msg = JetStreamClient(params)._connect_failure(hang_up)
+    assert msg.startswith("mutual TLS with tls://127.0.0.1:4222 failed") and "tls_cert/tls_key" in msg, msg
+
+
+def test_a_refused_connection_is_not_blamed_on_the_certificate():
+    params = {"servers": ["tls://127.0.0.1:4222"], "tls_ca": "ca.pem", "tls_cert": "c.pem", "tls_key": "k.pem"}
+    msg = JetStreamClient(params)._connect_failure(ConnectionRefusedError(111, "Connection refused"))
+    assert msg.startswith("cannot reach NATS at tls://127.0.0.1:4222"), msg
