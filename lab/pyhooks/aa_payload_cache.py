@@ -19,10 +19,7 @@ off. Production hosts and execution environments do not have it, and do not need
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
-import importlib.util
 import os
-import pickle
 import sys
 
 CACHE_DIR = os.environ.get("AA_PAYLOAD_CACHE_DIR") or os.path.join(sys.prefix, "ansiballz-payload-cache")
@@ -79,6 +76,8 @@ def _key(common, module_fqn, module_data, zf):
 
 
 def _load(path):
+    import pickle  # pylint: disable=import-outside-toplevel  # only ansible-playbook needs it, not every Python start
+
     try:
         with open(path, "rb") as handle:
             return pickle.load(handle)
@@ -87,6 +86,8 @@ def _load(path):
 
 
 def _store(path, entry):
+    import pickle  # pylint: disable=import-outside-toplevel
+
     partial = "%s.%d.tmp" % (path, os.getpid())
     try:
         os.makedirs(CACHE_DIR, exist_ok=True)
@@ -132,12 +133,16 @@ def patch(common):
     common.recursive_finder = cached(common, common.recursive_finder)
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Patches module_common right after it is imported, so processes that never import it do not pay for it."""
+class _PatchOnImport:
+    """Patches module_common right after it is imported, so processes that never import it do not pay for it.
+    (A meta path finder needs only find_spec; importlib.abc is not imported: every Python start in the venv runs
+    this file, module runs included.)"""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != TARGET:
             return None
+        import importlib.util  # pylint: disable=import-outside-toplevel
+
         sys.meta_path.remove(self)  # once, and without finding ourselves again
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None:
