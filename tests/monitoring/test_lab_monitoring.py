@@ -50,13 +50,29 @@ def phase0(tmp_path, *args):
                             cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def target_health(lab):
+    return {t["labels"].get("service", t["labels"]["job"]): t["health"]
+            for t in prom(lab, "/api/v1/targets")["activeTargets"]}
+
+
+def rules(lab):
+    return [r for g in prom(lab, "/api/v1/rules")["groups"] for r in g["rules"]]
+
+
+def rules_healthy(lab):
+    found = rules(lab)
+    return len(found) == 8 and all(r["health"] == "ok" for r in found)
+
+
 def test_prometheus_scrapes_every_normalize_instance_and_the_exporter(lab):
-    targets = {t["labels"].get("service", t["labels"]["job"]): t["health"]
-               for t in prom(lab, "/api/v1/targets")["activeTargets"]}
-    assert targets["jetstream"] == "up" and targets["normalize-service"] == "up", targets
+    # A target is "unknown" until its first scrape, which Prometheus spreads over the scrape interval after it
+    # starts: wait for it (bounded) instead of reading the health once right after lab up.
+    assert wait_for(lambda: all(target_health(lab).get(name) == "up" for name in ("jetstream", "normalize-service")),
+                    30, interval=0.25), target_health(lab)
+    targets = target_health(lab)
     assert {"normalize-service-blue", "normalize-service-green"} <= set(targets)  # stopped programs: down, scraped
-    rules = [r for g in prom(lab, "/api/v1/rules")["groups"] for r in g["rules"]]
-    assert len(rules) == 8 and all(r["health"] == "ok" for r in rules), rules
+    # likewise a rule's health is "unknown" until its group's first evaluation
+    assert wait_for(lambda: rules_healthy(lab), 30, interval=0.25), rules(lab)
     # the runbook's PromQL, verbatim, answers from the exporter
     runbook_query = 'nats_consumer_num_pending{consumer="normalize-hrv-durable"}'
     assert wait_for(lambda: prom(lab, "/api/v1/query", query=runbook_query)["result"], 10)
