@@ -289,17 +289,18 @@ def down(args):
     import psutil
     lab_dir = str(Path(args.lab_dir).resolve())
     changed = False
-    pid = supervisord_pid(lab_dir)
+    files = supervisord_files(args.conf)
+    pid = supervisord_pid(files)
     if pid:
         changed = True
-        if not stop_programs(lab_dir, args.timeout):
+        if not stop_programs(files, args.timeout):
             # supervisord did not answer or a program would not stop: its own shutdown stops what is left
             subprocess.run([args.supervisorctl, "-c", args.conf, "shutdown"], capture_output=True, check=False)
             try:
                 psutil.Process(pid).wait(args.timeout)
             except (psutil.TimeoutExpired, psutil.NoSuchProcess):
                 pass
-        end_supervisord(lab_dir, pid)
+        end_supervisord(files, pid)
     leftovers = lab_processes(lab_dir)
     for proc in leftovers:
         try:
@@ -321,12 +322,23 @@ def down(args):
     return {"changed": changed, "reaped": [p.pid for p in leftovers]}
 
 
-def supervisord_pid(lab_dir):
+def supervisord_files(conf):
+    """supervisord's pidfile and unix socket as its config names them ({} without a readable config: then no
+    supervisord runs from it, and down() ends whatever lab process is left)."""
+    import configparser
+    parser = configparser.RawConfigParser()
+    parser.read(conf)
+    return {key: parser.get(section, option) for key, section, option in
+            (("pidfile", "supervisord", "pidfile"), ("sock", "unix_http_server", "file"))
+            if parser.has_option(section, option)}
+
+
+def supervisord_pid(files):
     """The lab's running supervisord, from its pidfile, or None."""
     import psutil
     try:
-        pid = int((Path(lab_dir) / "run" / "supervisord.pid").read_text().strip())
-    except (OSError, ValueError):
+        pid = int(Path(files["pidfile"]).read_text().strip())
+    except (KeyError, OSError, ValueError):
         return None
     try:  # a stale pidfile may name a reused pid: only a supervisord counts
         return pid if "supervisord" in " ".join(psutil.Process(pid).cmdline()) else None
@@ -334,7 +346,11 @@ def supervisord_pid(lab_dir):
         return None
 
 
-def stop_programs(lab_dir, timeout):
+# supervisord's process states in which the program's process may still exist
+PROGRAM_ALIVE = ("STARTING", "RUNNING", "BACKOFF", "STOPPING", "UNKNOWN")
+
+
+def stop_programs(files, timeout):
     """Ask supervisord to signal every program at once and wait until none runs; False if that did not happen.
 
     `supervisorctl stop all` stops them one after another (about 2 s for the lab); sending every stop signal
@@ -342,8 +358,10 @@ def stop_programs(lab_dir, timeout):
     its stopwaitsecs, SIGKILL from supervisord."""
     import xmlrpc.client
     from supervisor.xmlrpc import SupervisorTransport
-    sock = "unix://" + str(Path(lab_dir) / "run" / "supervisor.sock")
-    rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(None, None, sock))
+    if "sock" not in files:
+        return False
+    rpc = xmlrpc.client.ServerProxy("http://127.0.0.1",
+                                    transport=SupervisorTransport(None, None, "unix://" + files["sock"]))
     deadline = time.monotonic() + timeout
     try:
         rpc.supervisor.stopAllProcesses(False)
@@ -356,11 +374,7 @@ def stop_programs(lab_dir, timeout):
     return False
 
 
-# supervisord's process states in which the program's process may still exist
-PROGRAM_ALIVE = ("STARTING", "RUNNING", "BACKOFF", "STOPPING", "UNKNOWN")
-
-
-def end_supervisord(lab_dir, pid):
+def end_supervisord(files, pid):
     """End supervisord once it has nothing left to run.
 
     Its own shutdown (SIGTERM or `supervisorctl shutdown`) walks its 1 s poll loop a few times: 2-3 s of waiting
@@ -376,9 +390,9 @@ def end_supervisord(lab_dir, pid):
             time.sleep(0.02)
     except psutil.NoSuchProcess:
         pass
-    for name in ("supervisord.pid", "supervisor.sock"):
+    for path in files.values():
         try:
-            (Path(lab_dir) / "run" / name).unlink()
+            Path(path).unlink()
         except FileNotFoundError:
             pass
 
