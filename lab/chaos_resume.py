@@ -92,6 +92,8 @@ def main():
                             cwd=str(REPO), stdout=open(lab / "chaos-load.out", "w"), stderr=subprocess.STDOUT)
     rows = []
     try:
+        if playbook("playbooks/preflight.yml", args.extra, log=str(lab / "chaos-preflight.log")):
+            raise SystemExit("preflight failed; see %s" % (lab / "chaos-preflight.log"))
         if playbook("playbooks/phase0.yml", args.extra, log=str(lab / "chaos-phase0.log")):
             raise SystemExit("phase 0 failed; see %s" % (lab / "chaos-phase0.log"))
         typical = dict(FIRST_GUESS_SECONDS)

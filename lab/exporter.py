@@ -1,25 +1,26 @@
 #!/usr/bin/env python3
-"""Lab JetStream exporter: stream and consumer state as Prometheus metrics, under nats-surveyor's names.
+"""Lab JetStream exporter: stream and consumer state as Prometheus metrics, under the names and labels of the
+exporter production runs - nats-surveyor or prometheus-nats-exporter (--convention, or AA_LAB_EXPORTER).
 
   lab/exporter.py --port 19091 --servers nats://127.0.0.1:14222,... [--migration migration.json]
+                  [--convention nats-surveyor|prometheus-nats-exporter]
   (NATS_USER / NATS_PASSWORD from the environment)
 
-Production runs nats-surveyor (or prometheus-nats-exporter); this twin exposes the same metric and label names
-for what the migration's rules read, so the rules work unchanged against production (docs/MONITORING.md has the
-mapping). nats-surveyor labels a consumer `consumer_name`; the runbook's PromQL says `consumer=`, so both are set.
+The names come from plugins/module_utils/promql.py's CONVENTIONS, the table the rules are rendered from, so the lab
+reads exactly what production's exporter offers and nothing more (docs/MONITORING.md):
 
-  nats_stream_total_messages{stream}            nats-surveyor name
-  nats_stream_last_seq{stream}                  nats-surveyor name
-  nats_consumer_num_pending{stream,consumer_name,consumer}      nats-surveyor name (+ runbook label)
-  nats_consumer_num_ack_pending{...}, nats_consumer_num_redelivered{...}   nats-surveyor names
-  nats_stream_source_lag{stream,source}         not in surveyor: `nats stream info` Sources lag
+  nats-surveyor                                  prometheus-nats-exporter
+  nats_stream_total_messages{stream}             jetstream_stream_total_messages{stream_name}
+  nats_stream_last_seq{stream}                   jetstream_stream_last_seq{stream_name}
+  nats_consumer_num_pending{stream,consumer_name}      jetstream_consumer_num_pending{stream_name,consumer_name}
+  nats_consumer_num_ack_pending, _num_redelivered      jetstream_consumer_num_ack_pending, _num_redelivered
+  (no source lag)                                jetstream_stream_source_lag{stream_name,source_name}
+  nats_up                                        (none)
+
+and, as the journal exporter production may run next to them (migration_metrics.journal_exporter):
   aa_migration_journal_timestamp_seconds{stream,phase,event}   the journal (docs/JOURNAL.md), for annotations
   aa_migration_legacy_misrouted{stream,phase,group}   1 when the legacy stream stored a message of a group's
                                                 subjects after that group's cut-over (seq > cutover_seq)
-  aa_migration_superseded_consumer{stream,consumer_name}  1 for a cut-over group's consumer on the legacy stream:
-                                                nobody reads it again (what it holds was sourced into the new
-                                                stream before the cut-over), so its backlog is no lag
-  nats_up                                       1 when the last poll reached NATS (nats-surveyor name)
 
 It polls every --interval seconds in the background and serves the last complete poll; a stream that does not
 answer in one poll (leader election) keeps its previous values for up to --stale seconds, so a single missed read
@@ -30,12 +31,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import re
 import sys
 import threading
 import time
+from pathlib import Path
 
 from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
@@ -43,12 +46,20 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 JOURNAL_KEY = re.compile(r"^aa\.migration\.phase(\d+)\.(\w+_at)$")
 
 
+def conventions():
+    """promql.CONVENTIONS, loaded from its file (the exporter runs outside Ansible's collection loader)."""
+    path = Path(__file__).resolve().parents[1] / "plugins" / "module_utils" / "promql.py"
+    spec = importlib.util.spec_from_file_location("aa_promql", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CONVENTIONS
+
+
 class Snapshot(object):
     def __init__(self):
         self.up = 0.0
         self.streams = {}     # name -> {"at": monotonic time of the read, "info": stream info, "consumers": [...]}
         self.misrouted = {}   # (phase, group) -> 0/1
-        self.superseded = []  # (legacy stream, consumer name) of cut-over groups
 
 
 def journal(metadata):
@@ -104,18 +115,16 @@ class Poller(object):
                 return out
 
     async def misrouted(self, streams):
-        """({(phase, group): 0/1}, [(legacy, consumer)]): a message of the group's subjects on the legacy stream
-        after its cut-over seq; the legacy consumers the cut-over groups left behind."""
+        """{(phase, group): 0/1}: a message of the group's subjects on the legacy stream after its cut-over seq."""
         legacy = (self.migration.get("legacy") or {}).get("stream")
         if not legacy or legacy not in streams:
-            return {}, []
+            return {}
         legacy_meta = streams[legacy]["config"].get("metadata") or {}
         groups = {str(g["phase"]): g for g in self.migration.get("groups") or []}
         new_meta = {p: (streams[g["stream"]]["config"].get("metadata") or {})
                     for p, g in groups.items() if g["stream"] in streams}
-        out, superseded = {}, []
+        out = {}
         for phase, cut_seq in cut_over_phases(legacy_meta, new_meta).items():
-            superseded += [(legacy, c["name"]) for c in groups[phase].get("consumers") or []]
             found = 0
             for subject in groups[phase]["subjects"]:
                 try:
@@ -125,7 +134,7 @@ class Poller(object):
                 except RuntimeError:  # "no message found": nothing stored after the cut-over
                     continue
             out[(phase, groups[phase]["name"])] = found
-        return out, superseded
+        return out
 
     async def poll(self):
         names = [s["config"]["name"] for s in await self.list_all("STREAM.LIST", "streams")]
@@ -150,7 +159,7 @@ class Poller(object):
             self.snap.streams = kept
             self.snap.up = 1.0
             if misrouted is not None:
-                self.snap.misrouted, self.snap.superseded = misrouted
+                self.snap.misrouted = misrouted
 
     async def run(self):
         import nats
@@ -169,8 +178,9 @@ class Poller(object):
 
 
 class Collector(object):
-    def __init__(self, poller):
+    def __init__(self, poller, names):
         self.poller = poller
+        self.n = names  # one entry of promql.CONVENTIONS
 
     def collect(self):
         with self.poller.lock:
@@ -178,17 +188,17 @@ class Collector(object):
             streams = dict(snap.streams)
             up = snap.up
             misrouted = dict(snap.misrouted)
-            superseded = list(snap.superseded)
-        yield GaugeMetricFamily("nats_up", "1 if the last poll reached NATS", value=up)
-        s_msgs = GaugeMetricFamily("nats_stream_total_messages", "Messages stored in a stream", labels=["stream"])
-        s_last = GaugeMetricFamily("nats_stream_last_seq", "Last sequence of a stream", labels=["stream"])
-        s_src = GaugeMetricFamily("nats_stream_source_lag", "Messages a stream's source is behind",
-                                  labels=["stream", "source"])
-        labels = ["stream", "consumer_name", "consumer"]
-        c_pend = GaugeMetricFamily("nats_consumer_num_pending", "Messages not yet delivered to a consumer",
-                                   labels=labels)
-        c_ack = GaugeMetricFamily("nats_consumer_num_ack_pending", "Delivered, not yet acknowledged", labels=labels)
-        c_red = GaugeMetricFamily("nats_consumer_num_redelivered", "Redelivered messages", labels=labels)
+        n = self.n
+        if n["stream"] == "stream":  # nats-surveyor's own liveness gauge; prometheus-nats-exporter has none
+            yield GaugeMetricFamily("nats_up", "1 if the last poll reached NATS", value=up)
+        s_msgs = GaugeMetricFamily(n["messages"], "Messages stored in a stream", labels=[n["stream"]])
+        s_last = GaugeMetricFamily(n["last_seq"], "Last sequence of a stream", labels=[n["stream"]])
+        s_src = GaugeMetricFamily(n["source_lag"], "Messages a stream's source is behind",
+                                  labels=[n["stream"], n["source"]]) if n["source_lag"] else None
+        labels = [n["stream"], n["consumer"]]
+        c_pend = GaugeMetricFamily(n["pending"], "Messages not yet delivered to a consumer", labels=labels)
+        c_ack = GaugeMetricFamily(n["ack_pending"], "Delivered, not yet acknowledged", labels=labels)
+        c_red = GaugeMetricFamily(n["redelivered"], "Redelivered messages", labels=labels)
         j_ts = GaugeMetricFamily("aa_migration_journal_timestamp_seconds", "Migration journal entries (Unix s)",
                                  labels=["stream", "phase", "event"])
         for name, v in sorted(streams.items()):
@@ -196,12 +206,12 @@ class Collector(object):
             state = info.get("state") or {}
             s_msgs.add_metric([name], state.get("messages", 0))
             s_last.add_metric([name], state.get("last_seq", 0))
-            for src in info.get("sources") or []:
+            for src in info.get("sources") or [] if s_src else []:
                 s_src.add_metric([name, src.get("name", "")], src.get("lag", 0))
             for phase, event, ts in journal((info.get("config") or {}).get("metadata")):
                 j_ts.add_metric([name, phase, event], ts)
             for c in v["consumers"]:
-                key = [name, c["name"], c["name"]]
+                key = [name, c["name"]]
                 c_pend.add_metric(key, c.get("num_pending", 0))
                 c_ack.add_metric(key, c.get("num_ack_pending", 0))
                 c_red.add_metric(key, c.get("num_redelivered", 0))
@@ -211,12 +221,7 @@ class Collector(object):
         legacy = (self.poller.migration.get("legacy") or {}).get("stream", "")
         for (phase, group), value in sorted(misrouted.items()):
             mis.add_metric([legacy, phase, group], value)
-        sup = GaugeMetricFamily("aa_migration_superseded_consumer",
-                                "1: a cut-over group's consumer on the legacy stream, read by nobody again",
-                                labels=["stream", "consumer_name"])
-        for stream, consumer in sorted(set(superseded)):
-            sup.add_metric([stream, consumer], 1)
-        yield from (s_msgs, s_last, s_src, c_pend, c_ack, c_red, j_ts, mis, sup)
+        yield from (f for f in (s_msgs, s_last, s_src, c_pend, c_ack, c_red, j_ts, mis) if f is not None)
 
 
 def main(argv=None):
@@ -228,12 +233,16 @@ def main(argv=None):
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--stale", type=float, default=15.0)
+    table = conventions()
+    ap.add_argument("--convention", choices=sorted(table),
+                    default=os.environ.get("AA_LAB_EXPORTER") or "nats-surveyor",
+                    help="whose metric names to emit (migration_metrics.exporter)")
     args = ap.parse_args(argv)
     migration = json.load(open(args.migration)) if args.migration and os.path.exists(args.migration) else {}
     poller = Poller(args, migration)
-    REGISTRY.register(Collector(poller))
+    REGISTRY.register(Collector(poller, table[args.convention]))
     start_http_server(args.port, addr=args.host)
-    print("lab exporter on http://%s:%d/metrics" % (args.host, args.port), flush=True)
+    print("lab exporter (%s names) on http://%s:%d/metrics" % (args.convention, args.host, args.port), flush=True)
     asyncio.run(poller.run())
 
 

@@ -1,7 +1,8 @@
 """The rehearsal's report.html: a timeline (matplotlib, one PNG embedded in the page) of accepted events/s (ledger),
-processed messages/s and each consumer's lag (Prometheus range queries), with phase spans, cut-over markers from the
-journal and the longest publish gap; then the ledger table. Used by lab/rehearse.py; lab only (requirements.txt, not
-the execution environment)."""
+processed messages/s, each consumer's lag, the error rate and the DLQ, and the migration's alerts while pending or
+firing (Prometheus range queries, PromQL from plugins/module_utils/promql.py for the lab inventory's
+migration_metrics), with phase spans, cut-over markers from the journal and the longest publish gap; then the ledger
+table. Used by lab/rehearse.py; lab only (requirements.txt, not the execution environment)."""
 
 from __future__ import annotations
 
@@ -9,29 +10,42 @@ import base64
 import html
 import io
 import json
+import math
+import os
 import urllib.parse
 import urllib.request
+from pathlib import Path
+
+import yaml
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display in the lab or CI; must be chosen before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 
-SIZE, DPI = (11.0, 6.0), 100  # 1100 x 600 px, shown 1:1 in the page: sharp, and a test finds it in a screenshot
+SIZE, DPI = (11.0, 8.0), 100  # 1100 x 800 px, shown 1:1 in the page: sharp, and a test finds it in a screenshot
 PHASE_SHADES = ["#e8eef7", "#f4f4f4"]
 LABEL_BOX = {"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1}  # a line under a label stays legible
-QUERIES = {
-    "processed/s": 'sum(rate(normalize_messages_total{result="processed"}[10s]))',
-    # a legacy consumer stops being read at its group's cut-over (kept idle for a rollback): its frozen backlog is
-    # not lag, so its line ends there (the exporter marks it superseded, as the alert rules use it)
-    "lag": ("max by (stream, consumer_name) (nats_consumer_num_pending) "
-            "unless on(stream, consumer_name) aa_migration_superseded_consumer"),
-    "cutovers": 'max by (stream, phase) (aa_migration_journal_timestamp_seconds{event="cutover_at"})',
-}
+LAB_VARS = Path(__file__).resolve().parents[1] / "inventories" / "lab" / "group_vars" / "all"
+ALERT_LEVEL = {"pending": 0.5, "firing": 1.0}  # an alert's line: half height while pending, full when firing
 
 
-def prom_range(url, query, start, end, step=2):
-    """{label text: [(t, value)]} of a range query; {} when Prometheus cannot answer."""
+def lab_queries(window="10s"):
+    """The report's PromQL from the lab inventory (its streams, consumers and migration_metrics; the exporter as the
+    lab runs it, AA_LAB_EXPORTER) through promql.py, the source of the rules' and the soak's queries."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "aa_promql", Path(__file__).resolve().parents[1] / "plugins" / "module_utils" / "promql.py")
+    promql = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(promql)
+    migration = yaml.safe_load((LAB_VARS / "migration.yml").read_text())["migration"]
+    metrics = dict(yaml.safe_load((LAB_VARS / "monitoring.yml").read_text())["migration_metrics"])
+    metrics["exporter"] = os.environ.get("AA_LAB_EXPORTER") or "nats-surveyor"
+    return promql.Promql(migration, {"rate_window": window}, metrics).report_queries(window)
+
+
+def prom_range(url, query, start, end, step=2, name=None):
+    """{name(labels): [(t, value)]} of a range query; {} when Prometheus cannot answer."""
     params = urllib.parse.urlencode({"query": query, "start": start, "end": end, "step": step})
     try:
         with urllib.request.urlopen("%s/api/v1/query_range?%s" % (url, params), timeout=10) as resp:
@@ -40,10 +54,8 @@ def prom_range(url, query, start, end, step=2):
         return {}
     out = {}
     for series in data:
-        m = series["metric"]
-        name = "%s/%s" % (m["stream"], m["consumer_name"]) if "consumer_name" in m else \
-            ("phase %s" % m["phase"] if "phase" in m else "all")
-        out[name] = [(float(t), float(v)) for t, v in series["values"]]
+        label = (name or (lambda m: "/".join(m.values()) or "all"))(series["metric"])
+        out[label] = [(float(t), float(v)) for t, v in series["values"]]
     return out
 
 
@@ -108,18 +120,44 @@ def timeline(panels, start, end, phases, cutovers, gap):
     return buf.getvalue(), drawn
 
 
-def build(report, recs, prometheus_url, start, end, phase_spans):
-    """report.html as a string. phase_spans: [(name, wall start, wall end)]."""
-    rate = prom_range(prometheus_url, QUERIES["processed/s"], start, end) if prometheus_url else {}
-    lag = prom_range(prometheus_url, QUERIES["lag"], start, end) if prometheus_url else {}
-    cut = prom_range(prometheus_url, QUERIES["cutovers"], start, end) if prometheus_url else {}
+def alert_tracks(series):
+    """ALERTS range series as one line per alert: 0 quiet, ALERT_LEVEL while pending or firing."""
+    tracks = {}
+    for key, pts in series.items():
+        name, _sep, state = key.rpartition(" ")
+        level = ALERT_LEVEL.get(state, 1.0)
+        merged = dict(tracks.get(name, []))
+        for t, _v in pts:
+            merged[t] = max(merged.get(t, 0.0), level)
+        tracks[name] = sorted(merged.items())
+    return tracks
+
+
+def build(report, recs, prometheus_url, start, end, phase_spans, queries=None):
+    """report.html as a string. phase_spans: [(name, wall start, wall end)]; queries: lab_queries() by default."""
+    q = queries or lab_queries()
+    labels = q["labels"]
+
+    def rng(expr, name=None):
+        return prom_range(prometheus_url, expr, start, end, name=name) if prometheus_url and expr else {}
+    rate = rng(q["processed"])
+    lag = rng(q["lag"], lambda m: "%s/%s" % (m.get(labels["stream"]), m.get(labels["consumer"])))
+    errors = {"error rate %": [(t, 100.0 * v) for t, v in pts if not math.isnan(v)]  # 0/0 while idle: no point
+              for pts in rng(q["error_rate"]).values()}
+    dlq = {"%s stored" % m: pts for m, pts in rng(q["dlq"], lambda m: m.get(labels["stream"], "DLQ")).items()}
+    alerts = alert_tracks(rng(q["alerts"], lambda m: "%s %s" % (m.get("alertname"), m.get("alertstate"))))
+    if prometheus_url and not alerts:  # a quiet run is a flat line, not "no data"
+        alerts = {"none pending or firing": [(start, 0.0), (end, 0.0)]}
+    cut = rng(q.get("cutovers"), lambda m: "phase %s" % m.get("phase"))
     cutovers = sorted({(name, pts[-1][1]) for name, pts in cut.items() if pts and start <= pts[-1][1] <= end},
                       key=lambda c: c[1])
     gap = longest_gap(recs)
     flow = {"accepted/s (ledger)": accepted_per_second(recs, start, end)}
     flow.update({"processed/s (Prometheus)": pts for pts in rate.values()})
     png, _drawn = timeline([("Events per second", flow, "events/s"),
-                            ("Consumer lag (nats_consumer_num_pending)", lag, "pending")],
+                            ("Consumer lag", lag, "pending"),
+                            ("Error rate and dead letters", dict(errors, **dlq), "% / messages"),
+                            ("Migration alerts (half: pending, full: firing)", alerts, "state")],
                            start, end, phase_spans, cutovers, gap)
     img = '<img alt="timeline" width="%d" src="data:image/png;base64,%s">' % (
         SIZE[0] * DPI, base64.b64encode(png).decode("ascii"))

@@ -23,8 +23,13 @@ KINDS = ("asserted", "replaced", "human")
 TASK_REF = re.compile(r"`((?:roles|playbooks)/[^`]+\.yml)` › `([^`]+)`")
 
 
+# Expectations the runbook writes as shell comments without the words Verify/Expected ("# Should show ...",
+# "# Must be: messages: 0", "# Daily check: verify ..."): each is a checklist line too.
+EXPECTATION = re.compile(r"^# .*(\bverify\b|\bMust be\b|\b[Ss]hould (remain|show|NOT show)\b|\bDaily check\b)")
+
+
 def runbook_items(text):
-    """``[(id, line)]``: checkbox lines and lines with the word Verify or Expected, numbered ``<section>#<n>``; the
+    """``[(id, line)]``: checkbox lines, lines with the word Verify or Expected and the expectations above, numbered ``<section>#<n>``; the
     section is the step number of a "### Step X.Y" heading, else the heading up to its colon (the whole heading when
     that is not unique, e.g. the troubleshooting "Issue: ..." headings)."""
     out, key, n, seen = [], None, 0, set()
@@ -41,7 +46,7 @@ def runbook_items(text):
             if not re.search(r"\b(Verify|Expected)\b", title):
                 continue
         stripped = line.strip()
-        if stripped.startswith("- [ ]") or re.search(r"\b(Verify|Expected)\b", stripped):
+        if stripped.startswith("- [ ]") or re.search(r"\b(Verify|Expected)\b", stripped) or EXPECTATION.search(stripped):
             n += 1
             out.append(("%s#%d" % (key, n), stripped))
     return out

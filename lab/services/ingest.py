@@ -4,6 +4,9 @@ GET  /health                 -> {status, eventBus}
 POST /api/v1/ingest/hrv      {userId, date, rmssd[, eventId]} -> athlete-ally.hrv.raw-received
 POST /api/v1/webhook/oura    {userId[, event_type, data, eventId]} -> vendor.oura.webhook.received
 
+LAB_REPLY_OMIT (lab-only test hook, e.g. "seq"): comma-separated fields left out of the 200 answer, to break the
+service contract (docs/SERVICE_CONTRACT.md) on purpose (tests/lab/test_contract.py).
+
 Publish retries (no responders, timeouts, JetStream API errors) back off exponentially and stop
 after PUBLISH_RETRY_BUDGET_S (default 20 s), well inside the streams' 2-minute duplicate window, so
 a retried publish is always deduplicated by its Nats-Msg-Id.
@@ -94,6 +97,7 @@ class Ingest(object):
         self.js = None
         self.budget = float(os.environ.get("PUBLISH_RETRY_BUDGET_S", "20"))
         self.attempt_timeout = float(os.environ.get("PUBLISH_TIMEOUT_S", "2"))
+        self.reply_omit = {f.strip() for f in os.environ.get("LAB_REPLY_OMIT", "").split(",") if f.strip()}
 
     async def start(self):
         self.nc = await connect_nats(self.log, self.name)
@@ -157,8 +161,9 @@ class Ingest(object):
                            subject, event["eventId"], exc.attempts, exc, exc.outcome)
             return 503, {"error": "event bus unavailable: %s" % exc, "eventId": event["eventId"],
                          "outcome": exc.outcome, "attempts": exc.attempts}
-        return 200, {"status": "accepted", "eventId": event["eventId"], "subject": subject,
-                     "stream": ack.stream, "seq": ack.seq, "duplicate": bool(ack.duplicate), "attempts": attempts}
+        reply = {"status": "accepted", "eventId": event["eventId"], "subject": subject,
+                 "stream": ack.stream, "seq": ack.seq, "duplicate": bool(ack.duplicate), "attempts": attempts}
+        return 200, {k: v for k, v in reply.items() if k not in self.reply_omit}
 
     async def hrv(self, body):
         return await self.handle(body, validate_hrv, HRV_SUBJECT)

@@ -428,6 +428,9 @@ class Normalize(object):
 
 def main():
     args, log = setup("normalize-service")
+    if os.environ.get("LAB_CRASH_ON_START"):  # lab fault: a bad release that crash-loops (tests/lab/test_rollback_deferred.py)
+        log.error("LAB_CRASH_ON_START is set: exiting as a crash-looping release would")
+        sys.exit(3)
     svc = Normalize(log, args.name)
     host = os.environ.get("BIND_HOST", "127.0.0.1")
     start_http_server(int(os.environ.get("METRICS_PORT", "9464")), addr=host)

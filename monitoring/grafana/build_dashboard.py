@@ -2,18 +2,24 @@
 """The "NATS JetStream - Phase 2 Migration" Grafana dashboard (runbook "Monitoring and Alerts"), built with
 grafana-foundation-sdk; writes monitoring/grafana/phase2-migration.json (committed).
 
-  .venv/bin/python monitoring/grafana/build_dashboard.py [--check]
+  .venv/bin/python monitoring/grafana/build_dashboard.py [--check] [--inventory production]
 
---check exits 1 when the committed JSON differs from what this builds. tests/monitoring runs every panel's PromQL
-against the lab's Prometheus. Metric names: docs/MONITORING.md.
+--check exits 1 when the committed JSON differs from what this builds. The PromQL comes from
+plugins/module_utils/promql.py for the inventory's migration and migration_metrics (production: the committed
+file), the source of the alert rules' and the soak's queries. tests/monitoring runs every panel's PromQL against the
+lab's Prometheus (--inventory lab). Metric names: docs/MONITORING.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
+
+import yaml
 
 from grafana_foundation_sdk.builders import dashboard, prometheus, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -21,40 +27,29 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef, GridPos
 
 OUT = Path(__file__).resolve().parent / "phase2-migration.json"
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
-CONSUMERS = "normalize-hrv-durable|normalize-oura"
+REPO = Path(__file__).resolve().parents[2]
 
-# (title, unit, [(PromQL, legend)]) - the runbook's queries first, as the runbook writes them.
-PANELS = [
-    ("Message processing rate per stream (runbook 1)", "reqps", [
-        ('sum(rate(normalize_hrv_messages_total{result="success"}[5m])) by (stream)', "hrv {{stream}}"),
-        ('sum(rate(normalize_messages_total{result="processed"}[5m])) by (stream)', "all {{stream}}"),
-    ]),
-    ("Consumer lag (runbook 2)", "short", [
-        ('nats_consumer_num_pending{consumer="normalize-hrv-durable"}', "{{stream}}/{{consumer}} (runbook)"),
-        ('max by (stream, consumer_name) (nats_consumer_num_pending{consumer_name=~"%s"})' % CONSUMERS,
-         "{{stream}}/{{consumer_name}}"),
-    ]),
-    ("Error rate (runbook 3)", "percentunit", [
-        ('sum(rate(normalize_hrv_messages_total{result=~"dlq|retry"}[5m]))'
-         ' / sum(rate(normalize_hrv_messages_total[5m]))', "retry + dlq share"),
-        ('sum(rate(normalize_hrv_messages_total{result=~"dlq|retry"}[5m])) by (result)', "{{result}} /s"),
-    ]),
-    ("Dead letters (AA_DLQ)", "short", [
-        ('nats_stream_total_messages{stream="AA_DLQ"}', "stored"),
-    ]),
-    ("Database inserts (runbook 4)", "short", [
-        ("sum(rate(normalize_db_inserts_total[5m])) * 60", "inserts/min"),
-        ("sum(rate(normalize_duplicate_deliveries_total[5m])) * 60", "duplicate deliveries/min"),
-    ]),
-    ("Shadow source lag", "short", [
-        ("max by (stream, source) (nats_stream_source_lag)", "{{stream}} <- {{source}}"),
-    ]),
-]
+
+def panels(inventory="production"):
+    """[(title, unit, [(PromQL, legend)])] from promql.py for an inventory (the lab's exporter: AA_LAB_EXPORTER)."""
+    spec = importlib.util.spec_from_file_location("aa_promql", REPO / "plugins" / "module_utils" / "promql.py")
+    promql = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(promql)
+    group_vars = REPO / "inventories" / inventory / "group_vars" / "all"
+    migration = yaml.safe_load((group_vars / "migration.yml").read_text())["migration"]
+    monitoring = yaml.safe_load((group_vars / "monitoring.yml").read_text())
+    metrics = dict(monitoring["migration_metrics"])
+    if inventory == "lab":
+        metrics["exporter"] = os.environ.get("AA_LAB_EXPORTER") or "nats-surveyor"
+    window = "5m" if inventory != "lab" else monitoring["migration_monitoring"]["rate_window"]
+    return promql.Promql(migration, {}, metrics).dashboard_panels(window)
+
+
 # Journal entries (docs/JOURNAL.md) as annotations: the value is the entry's Unix time.
 ANNOTATION_EXPR = "aa_migration_journal_timestamp_seconds * 1000"
 
 
-def build():
+def build(inventory="production"):
     dash = (dashboard.Dashboard("NATS JetStream - Phase 2 Migration")
             .uid("aa-phase2-migration")
             .tags(["nats", "jetstream", "migration"])
@@ -68,7 +63,7 @@ def build():
                         .enable(True)
                         .icon_color("orange")
                         .expr(ANNOTATION_EXPR)))
-    for i, (title, unit, queries) in enumerate(PANELS):
+    for i, (title, unit, queries) in enumerate(panels(inventory)):
         panel = (timeseries.Panel().title(title).unit(unit).datasource(DS)
                  .grid_pos(GridPos(h=8, w=12, x=12 * (i % 2), y=8 * (i // 2))))
         for j, (expr, legend) in enumerate(queries):
@@ -78,8 +73,8 @@ def build():
     return dash.build()
 
 
-def render():
-    text = json.dumps(build(), cls=JSONEncoder, sort_keys=True, indent=2)
+def render(inventory="production"):
+    text = json.dumps(build(inventory), cls=JSONEncoder, sort_keys=True, indent=2)
     data = json.loads(text)
     # Grafana reads these two from the annotation's own fields: the value is the time, labels name it.
     for ann in data.get("annotations", {}).get("list", []):
@@ -107,7 +102,7 @@ def main(argv=None):
             return 1
         return 0
     OUT.write_text(text)
-    print("wrote %s (%d panels)" % (OUT, len(PANELS)))
+    print("wrote %s (%d panels)" % (OUT, len(json.loads(text)["panels"])))
     return 0
 
 

@@ -81,17 +81,24 @@ class Supervisor:
         return self.start(health_url, timeout)
 
     def start(self, health_url, timeout):
-        """Start and wait until the health URL answers 200; fails early if the program dies. Seconds waited."""
+        """Start and wait until the program is RUNNING and its health URL answers 200; fails early if the program
+        dies. Seconds waited. Both, because they converge separately: /health answers as soon as the service binds,
+        while supervisord says STARTING until its startsecs passed; a caller that reads the program right after
+        (tests, status) must find it RUNNING, as the Kubernetes driver ends when the rollout is done."""
         self._call("startProcess", "ALREADY_STARTED")
-        started, last = time.monotonic(), None
+        started, last, healthy = time.monotonic(), None, False
         while True:
-            try:
-                with urllib.request.urlopen(health_url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return round(time.monotonic() - started, 2)
-            except Exception as exc:  # noqa: BLE001 - refused while it starts, unavailable while it binds
-                last = str(exc)
+            if not healthy:
+                try:
+                    with urllib.request.urlopen(health_url, timeout=2) as resp:
+                        healthy = resp.status == 200
+                except Exception as exc:  # noqa: BLE001 - refused while it starts, unavailable while it binds
+                    last = str(exc)
             state = self.info()["statename"]
+            if healthy and state == "RUNNING":
+                return round(time.monotonic() - started, 2)
+            if healthy:
+                last = "healthy, supervisord still says %s" % state
             if state not in RUNNING:
                 raise Failed("it is %s after its start; see its log in the lab's logs/ (last health: %s)" % (state, last))
             if time.monotonic() - started >= timeout:

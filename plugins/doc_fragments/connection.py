@@ -52,7 +52,7 @@ options:
     description: Private key for O(tls_cert) (E(NATS_KEY)).
     type: path
   tls_hostname:
-    description: Host name to verify the server certificate against, when it differs from the URL's.
+    description: Host name to verify the server certificate against, when it differs from the URL's (E(NATS_TLS_HOSTNAME)).
     type: str
   connect_timeout:
     description: How long to wait for each connection attempt (seconds, or a duration such as V(10s)).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.migration_state import journal_key
+from ansible_collections.athlete_ally.nats.plugins.module_utils.migration_state import journal_key, journal_of
 
 
 def journal_entries(fields, phase):
@@ -19,6 +19,13 @@ def journal_entries(fields, phase):
     except (TypeError, ValueError):
         raise AnsibleFilterError("journal_entries needs the phase number, got %r" % (phase,))
     return {journal_key(phase, str(k)): str(v) for k, v in fields.items()}
+
+
+def journal_fields(metadata, phase):
+    """A stream's metadata -> ``{field: value}`` of one phase's journal entries (the inverse of journal_entries)."""
+    if not isinstance(metadata, dict):
+        raise AnsibleFilterError("journal_fields expects a stream's metadata (a dict), got %r" % (metadata,))
+    return journal_of({"config": {"metadata": metadata}}, int(phase))
 
 
 def shadow_sources(subjects, legacy_stream, start_seq):
@@ -38,4 +45,4 @@ def shadow_sources(subjects, legacy_stream, start_seq):
 
 class FilterModule(object):
     def filters(self):
-        return {"journal_entries": journal_entries, "shadow_sources": shadow_sources}
+        return {"journal_entries": journal_entries, "journal_fields": journal_fields, "shadow_sources": shadow_sources}

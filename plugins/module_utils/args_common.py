@@ -36,7 +36,7 @@ def jetstream_argument_spec():
         tls_ca=dict(type="path", fallback=(set_env_fallback, ["NATS_CA"])),
         tls_cert=dict(type="path", fallback=(set_env_fallback, ["NATS_CERT"])),
         tls_key=dict(type="path", no_log=False, fallback=(set_env_fallback, ["NATS_KEY"])),
-        tls_hostname=dict(type="str"),
+        tls_hostname=dict(type="str", fallback=(set_env_fallback, ["NATS_TLS_HOSTNAME"])),
         connect_timeout=duration_option(default=5.0),
         request_timeout=duration_option(default=5.0),
         retry_budget=duration_option(default=30.0, fallback=(env_fallback, ["NATS_RETRY_BUDGET"])),

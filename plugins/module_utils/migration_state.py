@@ -12,6 +12,7 @@ Nothing here writes; ``wait_for`` polls until a converging condition holds (boun
 from __future__ import annotations
 
 import datetime
+import functools
 import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import waiter
@@ -245,25 +246,60 @@ CONDITIONS = {
     "bound_legacy": lambda g: all(c["legacy"]["reader"] for c in g["consumers"].values()),
     # nothing waits on the new stream's consumers
     "drained": lambda g: g["behind"] == 0,
+    # after a rollback, the legacy consumers read and their backlog is back under the limit (recovery)
+    "recovered": lambda g, limit=0: all(c["legacy"]["reader"] for c in g["consumers"].values())
+    and legacy_behind(g) <= limit,
 }
 
 
+def legacy_behind(group):
+    return sum(c["legacy"].get("behind", 0) for c in group["consumers"].values())
+
+
 def describe(group, condition):
+    if condition == "recovered":
+        return "legacy backlog %d, readers %s" % (legacy_behind(group), _readers(group, "legacy"))
     if condition in ("bound", "bound_legacy"):
         side = "new" if condition == "bound" else "legacy"
         return "readers on %s: %s" % (side, _readers(group, side))
     return "behind on %s: %s" % (group["stream"], {n: c["new"].get("behind") for n, c in group["consumers"].items()})
 
 
-def wait_for(js, legacy_name, groups, phase, condition, timeout, poll=0.5, progress=None):
-    """Read until ``condition`` holds for group ``phase``; on timeout fail with the last state seen."""
-    test = CONDITIONS[condition]
+class Stalled(Exception):
+    """``drained`` made no progress (the backlog did not shrink) for the stall timeout."""
+
+    def __init__(self, line, last, seconds):
+        super().__init__(line)
+        self.line, self.last, self.seconds = line, last, seconds
+
+
+def wait_for(js, legacy_name, groups, phase, condition, timeout, poll=0.5, progress=None, stall=None, limit=0):
+    """Read until ``condition`` holds for group ``phase``; on timeout fail with the last state seen. With ``stall``
+    (seconds, ``drained`` only), give up early once the backlog has not shrunk for that long: a consumer nobody
+    processes (a service crash-looping) would otherwise be waited on for the whole timeout."""
+    test = functools.partial(CONDITIONS[condition], limit=limit) if condition == "recovered" else CONDITIONS[condition]
+    best = {"behind": None, "since": time.monotonic()}
+
+    def holds(st):
+        group = st["groups"][str(phase)]
+        if test(group):
+            return True
+        if stall is not None and condition == "drained":
+            if best["behind"] is None or group["behind"] < best["behind"]:
+                best.update(behind=group["behind"], since=time.monotonic())
+            elif time.monotonic() - best["since"] >= stall:
+                raise Stalled(describe(group, condition), st, round(time.monotonic() - best["since"], 1))
+        return False
+
     try:
         state, waited = waiter.poll_until(
-            lambda: read(js, legacy_name, groups), lambda st: test(st["groups"][str(phase)]),
+            lambda: read(js, legacy_name, groups), holds,
             lambda st: describe(st["groups"][str(phase)], condition), timeout, poll=poll, progress=progress)
     except waiter.TimedOut as exc:
         raise JetStreamError("phase %s: still not %s after %ss (%s); check the service and its logs, or raise "
                              "the timeout" % (phase, condition, timeout, exc.line), state=exc.last)
+    except Stalled as exc:
+        raise JetStreamError("phase %s: not %s and no progress for %ss (%s); the service is not processing them"
+                             % (phase, condition, exc.seconds, exc.line), state=exc.last, stalled=True)
     state["waited_seconds"] = waited
     return state

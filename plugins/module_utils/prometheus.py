@@ -4,30 +4,31 @@
 """Prometheus text exposition read as the runbook reads it (``curl .../metrics | grep ...``): ``prom_sum`` adds
 the samples of one metric whose labels match, ``prom_error_ratio`` is the runbook's error rate (retry + dlq over
 everything handled). The one implementation: the filters of the same names (plugins/filter/metrics.py) and the
-migration_verify module both call it. Bad input raises ValueError (the filter turns it into AnsibleFilterError)."""
+migration_verify module both call it. The text is parsed by prometheus_client's parser (escaped label values,
+exemplars, timestamps, HELP/TYPE lines: as Prometheus reads them). Bad input raises ValueError (the filter turns it
+into AnsibleFilterError)."""
 
 from __future__ import annotations
 
-import re
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:  # pragma: no cover - reported as one line when used
+    text_string_to_metric_families = None
 
 
 def samples(text, metric):
-    """``[(labels dict, value)]`` of ``metric`` in an exposition text (comments and other metrics skipped)."""
+    """``[(labels dict, value)]`` of the samples named ``metric`` (a counter's ``_total`` sample name, as the
+    runbook greps it) in an exposition text."""
     if not isinstance(text, str):
         raise ValueError("prom_sum expects the /metrics text, got %s" % type(text).__name__)
+    if text_string_to_metric_families is None:
+        raise ValueError("prometheus_client is not installed on the controller (requirements.txt)")
     out = []
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if not m or m.group(1) != metric:
-            continue
-        try:
-            value = float(m.group(3))
-        except ValueError:
-            continue
-        out.append((dict(_LABEL.findall(m.group(2) or "")), value))
+    try:
+        for family in text_string_to_metric_families(text):
+            out.extend((dict(s.labels), float(s.value)) for s in family.samples if s.name == metric)
+    except ValueError as exc:
+        raise ValueError("the /metrics text is not Prometheus exposition format: %s" % exc)
     return out
 
 

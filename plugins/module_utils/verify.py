@@ -7,13 +7,17 @@
    ``subject`` with the event id as ``Nats-Msg-Id`` (the fallback, named in ``path``). HTTP 200, 400 and 503 are
    answers the playbook's assert judges; anything else, or no answer, fails in one line. An event that was not
    accepted (not 200) or not stored by ``expected_stream`` ends the run here: the rest would only wait for it.
-2. Wait for its database row (the service writes it before it acks), bounded by ``stall_timeout``. Before the
-   cut-over the event reaches the new stream through its source, whose copy can lag (a leader election on either
-   stream): a drained consumer proves nothing until the copy arrived, so the row comes first.
-3. Wait until the new stream's ``consumers`` processed it (module_utils/drain.py): after the cut-over until the
+2. With ``row`` (the group's ``verify.row``, docs/SERVICE_CONTRACT.md): wait for its database row (the service
+   writes it before it acks), bounded by ``stall_timeout``, and compare each ``row.match`` column with the event's
+   field and ``row.check`` (an SQL predicate) on it. Before the cut-over the event reaches the new stream through
+   its source, whose copy can lag (a leader election on either stream): a drained consumer proves nothing until
+   the copy arrived, so the row comes first.
+3. Find the event in the new stream ``stream`` (the source's copy before the cut-over, the stored message after
+   it): the proof for a group that nobody consumes yet, and cheap for the others.
+4. Wait until the new stream's ``consumers`` processed it (module_utils/drain.py): after the cut-over until the
    ack floor passes the event's own seq (one reading); before it (a sourced copy has no known seq) a full drain
    with stable polls.
-4. After the cut-over only: sum ``metric`` with ``metric_labels`` in the service's /metrics text
+5. After the cut-over only: sum ``metric`` (when the group names one) with ``metric_labels`` in the service's /metrics text
    (module_utils/prometheus.py), and read the migration state (module_utils/migration_state.py) for "the legacy
    stream took nothing".
 
@@ -23,6 +27,7 @@ the last state seen, the evidence gathered so far in the failed result (like a k
 
 from __future__ import annotations
 
+import base64
 import datetime
 import decimal
 import json
@@ -31,8 +36,9 @@ from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils import drain, migration_state, prometheus, publish
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError, fmt_seconds
+from ansible_collections.athlete_ally.nats.plugins.module_utils import (
+    drain, migration_state, prometheus, publish, service_contract)
+from ansible_collections.athlete_ally.nats.plugins.module_utils.client import ApiError, JetStreamError, fmt_seconds
 
 try:
     import psycopg2
@@ -44,13 +50,9 @@ except ImportError:  # reported when a row is read
 # The statuses of the ingest API that are answers (judged by the playbook's assert), as the uri task accepted.
 ANSWER_STATUSES = (200, 400, 503)
 FALLBACK_PATH = "direct NATS publish (fallback)"
-# The row each table's service writes, as the runbook reads it (Step 2.6: "Row exists with rmssd=42.5").
-ROW_QUERIES = {
-    "hrv_data": "SELECT user_id, rmssd, ln_rmssd, abs(ln_rmssd - ln(rmssd)) < 1e-9 AS ln_ok FROM hrv_data "
-                "WHERE event_id = %(id)s",
-    "vendor_events": "SELECT vendor, user_id, event_type FROM vendor_events WHERE event_id = %(id)s",
-}
 ROW_POLL_SECONDS = 0.25
+NO_MESSAGE_FOUND = 10037  # JSNoMessageFoundErr: STREAM.MSG.GET found nothing at or after the seq
+DEFAULT_REPLY = {"stream_field": "stream", "seq_field": "seq"}
 PUBLISH_RETRIES = 10
 # After the cut-over the event's own seq is known and the condition cannot revert: one reading, polled quickly.
 UNTIL_SEQ_POLL = "250ms"
@@ -66,11 +68,16 @@ def make_event(event, event_id, field):
     return dict(event or {}, **{field: event_id})
 
 
-def ack_of(body):
-    """``{stream, seq}`` from the ingest API's answer (its JSON carries them when accepted), else the body as is."""
-    if isinstance(body, dict):
-        return body
-    return {} if body in (None, "") else {"answer": body}
+def ack_of(body, reply=None):
+    """``{stream, seq[, duplicate]}`` from the front door's answer, read from the fields the contract names
+    (``service_contract.reply``); a missing field is None. A body that is no JSON object is kept as ``answer``."""
+    fields = dict(DEFAULT_REPLY, **(reply or {}))
+    if not isinstance(body, dict):
+        return {} if body in (None, "") else {"answer": body}
+    ack = {"stream": body.get(fields["stream_field"]), "seq": body.get(fields["seq_field"])}
+    if fields.get("duplicate_field"):
+        ack["duplicate"] = body.get(fields["duplicate_field"])
+    return ack
 
 
 def accepted(status, ack, expected_stream):
@@ -156,21 +163,26 @@ class Verify(object):
         self.stall_timeout = drain.seconds_option(p["stall_timeout"], "stall_timeout", allow_zero=False)
         for option in ("drain_timeout", "poll_interval"):  # the drain's own; checked before the event is sent
             drain.seconds_option(p[option], option, allow_zero=False)
-        if p["row_table"] not in ROW_QUERIES:
-            raise JetStreamError("row_table must be one of %s, got %r"
-                                 % (", ".join(sorted(ROW_QUERIES)), p["row_table"]))
+        self.row = p.get("row") or None
+        if self.row:
+            try:
+                self.row_sql = service_contract.row_query(self.row)[0]
+            except (KeyError, ValueError) as exc:
+                raise JetStreamError("row must be {table, key_column, match: {column: field}} of SQL identifiers: %s"
+                                     % exc)
         if not p.get("ingest_url") and not p.get("subject"):
             raise JetStreamError("without ingest_url the event is published straight to NATS: set subject")
-        if self.after and not (p.get("metrics_url") and p.get("metric")):
-            raise JetStreamError("after the cut-over (expected_stream == stream) the metric is read: set metrics_url "
-                                 "and metric")
+        if self.after and p.get("metric") and not p.get("metrics_url"):
+            raise JetStreamError("after the cut-over (expected_stream == stream) the metric is read: set metrics_url")
         if self.after and not p.get("legacy_stream"):
             raise JetStreamError("after the cut-over the legacy stream is read: set legacy_stream and groups")
         self.event = make_event(p["event"], p["event_id"], p["event_id_field"])
         self.out = dict(changed=False, event_id=p["event_id"], event=self.event, after=self.after,
                         path=path_of(p.get("ingest_url"), p.get("ingest_path")), status=None, ack={},
-                        response=None, accepted=False, rows=[], row=None, processed=[], metric=None,
-                        metric_labels=p.get("metric_labels") or {}, migration=None, waited={})
+                        response=None, accepted=False, rows=[], row=None, row_mismatches=[], reply_errors=[],
+                        in_stream=None, processed=[], metric=None, metric_labels=p.get("metric_labels") or {},
+                        migration=None, waited={})
+        self.start_seq = 0
 
     # -- the steps -------------------------------------------------------------------------
     def send(self):
@@ -186,7 +198,10 @@ class Verify(object):
                 body = json.loads(text) if text else None
             except ValueError:
                 body = text
-            self.out.update(changed=True, status=status, response=body, ack=ack_of(body))
+            self.out.update(changed=True, status=status, response=body, ack=ack_of(body, p.get("reply")))
+            if status == 200:
+                self.out["reply_errors"] = service_contract.reply_errors(
+                    "front door POST %s" % url, body, {"reply": dict(DEFAULT_REPLY, **(p.get("reply") or {}))})
         else:
             opts = _Options(dict(subject=p["subject"], payload=None, payload_json=self.event, headers={},
                                  msg_id=p["event_id"], expected_stream=None, retries=PUBLISH_RETRIES,
@@ -202,9 +217,64 @@ class Verify(object):
                                  % (p["event_id"], p["expected_stream"], self.out["response"]), **self.out)
         return self.out["accepted"]
 
+    def mark_stream(self):
+        """The new stream's last seq before the send: the event's copy lands after it."""
+        info = self.js.stream_info(self.p["stream"])
+        if info is None:
+            raise JetStreamError("verification event %s: stream %s does not exist; it must before the group is "
+                                 "verified" % (self.p["event_id"], self.p["stream"]), **self.out)
+        self.start_seq = int((info.get("state") or {}).get("last_seq") or 0)
+
+    def _is_event(self, message):
+        """Whether a STREAM.MSG.GET message is the event: its id in the body or as its Nats-Msg-Id."""
+        try:
+            data = json.loads(base64.b64decode(message.get("data") or ""))
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get(self.p["event_id_field"]) == self.p["event_id"]:
+            return True
+        headers = base64.b64decode(message.get("hdrs") or "").decode("utf-8", "replace")
+        return any(line.split(":", 1)[0].strip().lower() == "nats-msg-id"
+                   and line.split(":", 1)[1].strip() == self.p["event_id"]
+                   for line in headers.splitlines() if ":" in line)
+
+    def wait_in_stream(self):
+        """Scan the new stream's messages on the event's subject after the mark until the event is there."""
+        p = self.p
+        subject = p["subject"]
+        start, seq = self.clock(), self.start_seq + 1
+        if self.after and isinstance(self.out["ack"].get("seq"), int):
+            seq = max(seq, self.out["ack"]["seq"])  # stored by the new stream itself: it is at that seq
+        api = "STREAM.MSG.GET.%s" % p["stream"]
+        while True:
+            try:
+                message = self.js.request(api, {"seq": seq, "next_by_subj": subject}).get("message") or {}
+            except ApiError as exc:
+                if exc.err_code != NO_MESSAGE_FOUND:
+                    raise JetStreamError("verification event %s: reading %s: %s" % (p["event_id"], p["stream"], exc),
+                                         **self.out)
+                message = None
+            if message and self._is_event(message):
+                self.out["in_stream"] = {"stream": p["stream"], "seq": message.get("seq"),
+                                         "subject": message.get("subject")}
+                self.out["waited"]["in_stream"] = round(self.clock() - start, 3)
+                return
+            if message:  # another message on the subject: look after it
+                seq = int(message.get("seq") or seq) + 1
+                continue
+            waited = self.clock() - start
+            if waited >= self.stall_timeout:
+                self.out["waited"]["in_stream"] = round(waited, 3)
+                raise JetStreamError(
+                    "verification event %s: not in %s on %s within stall_timeout=%ss (looked from seq %d); %s"
+                    % (p["event_id"], p["stream"], subject, fmt_seconds(self.stall_timeout), self.start_seq + 1,
+                       "check the stream's source from the legacy stream" if not self.after
+                       else "check which stream holds the subject"), **self.out)
+            self.sleep(min(ROW_POLL_SECONDS, max(0.0, self.stall_timeout - waited)))
+
     def wait_row(self):
         p = self.p
-        sql, args = ROW_QUERIES[p["row_table"]], {"id": p["event_id"]}
+        sql, args = self.row_sql, {"id": p["event_id"]}
         start = self.clock()
         last_error = None
         while True:
@@ -215,7 +285,8 @@ class Verify(object):
                 rows, last_error = [], " ".join(str(exc).split())
             waited = self.clock() - start
             if rows:
-                self.out.update(rows=rows, row=rows[0])
+                self.out.update(rows=rows, row=rows[0],
+                                row_mismatches=service_contract.row_mismatches(self.row, rows[0], self.event))
                 self.out["waited"]["row"] = round(waited, 3)
                 return rows
             if waited >= self.stall_timeout:
@@ -224,7 +295,7 @@ class Verify(object):
                 raise JetStreamError(
                     "verification event %s: no %s row within stall_timeout=%ss (the service writes it before it "
                     "acks; %s; consumers on %s: %s); check the service and its database, or raise stall_timeout"
-                    % (p["event_id"], p["row_table"], fmt_seconds(self.stall_timeout), last, p["stream"],
+                    % (p["event_id"], self.row["table"], fmt_seconds(self.stall_timeout), last, p["stream"],
                        self._consumers_text()), last_error=last_error, **self.out)
             self.sleep(min(ROW_POLL_SECONDS, max(0.0, self.stall_timeout - waited)))
 
@@ -289,12 +360,17 @@ class Verify(object):
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self):
+        self.mark_stream()
         if not self.send():
             return self.out  # the playbook's first assert reports it with the runbook step
-        self.wait_row()
+        if self.row:
+            self.wait_row()
+        if self.p.get("subject"):
+            self.wait_in_stream()
         self.wait_processed()
         if self.after:
-            self.read_metric()
+            if self.p.get("metric"):
+                self.read_metric()
             self.read_legacy()
         return self.out
 

@@ -15,9 +15,14 @@ description:
   - The runbook's "Pause - monitor for alerts" as one task, polling on a clock every O(poll) for O(seconds).
   - With O(prometheus_url), every poll reads Prometheus' C(/api/v1/alerts) and fails at once, with one line naming
     the alert and its labels, when an alert whose labels match O(alert_labels) is firing (the migration's rules,
-    C(monitoring/prometheus/migration-rules.yml), decide thresholds and durations). Instant queries give one status
-    line per poll (consumer lag, error rate, database inserts per minute). Three failed reads of Prometheus in a
+    C(monitoring/prometheus/migration-rules.yml), decide thresholds and durations). O(status_queries) give one status
+    line per poll (consumer lag, error rate, stored messages per minute). Three failed reads of Prometheus in a
     row fail the window.
+  - It fails closed. Before the window it refuses, in one line, when O(rule_group) is not loaded in Prometheus
+    (C(/api/v1/rules)), lacks one of O(alerts) or has a rule in error, or when one of O(required_series) has no
+    series (those marked C(if_traffic) only once O(traffic_query) is above 0). A failed read in the window's last
+    three polls fails it; an alert pending when the window ends is polled on until it fires or resolves, at most
+    its rule's C(for:) plus two polls (and O(pending_wait)).
   - Without O(prometheus_url), only consumer lag is watched, read from JetStream; a consumer over O(max_pending)
     for O(max_pending_for) fails the window. A consumer read that fails during a leader election counts as unknown
     for that poll, not as an alert.
@@ -36,10 +41,33 @@ options:
     description: Labels a firing alert must carry to stop the window.
     type: dict
     default: {runbook: phase2-migration}
-  rate_window:
-    description: Range of the status line's rate queries (PromQL duration).
+  status_queries:
+    description: With O(prometheus_url), the status line's PromQL - C(lag) (per consumer), C(lag_labels) (its stream
+      and consumer labels), C(error_rate), C(stored_per_min) - from the filter
+      C(athlete_ally.nats.migration_queries(..., 'status')).
+    type: dict
+    default: {}
+  rule_group:
+    description: The rule group that must be loaded in Prometheus before the window.
     type: str
-    default: 5m
+    default: phase2-migration
+  alerts:
+    description: Alert names the rule group must hold (C(migration_queries(..., 'required')).alerts).
+    type: list
+    elements: str
+    default: []
+  required_series:
+    description: Series the rules read, as C({what, selector, if_traffic}); the window refuses when one is absent.
+    type: list
+    elements: dict
+    default: []
+  traffic_query:
+    description: PromQL above 0 when the app's streams stored messages recently (makes C(if_traffic) series required).
+    type: str
+  pending_wait:
+    description: At most this long past the window for an alert still pending at its end.
+    type: raw
+    default: 900
   progress_file:
     description: Append each status line to this file as it is polled (C(tail -f) it during a long window).
     type: path
@@ -91,7 +119,8 @@ source:
   returned: success
   type: str
 polls:
-  description: One entry per poll (C(elapsed), C(lag) per consumer, C(error_rate), C(inserts_per_min), C(firing)).
+  description: One entry per poll (C(elapsed), C(lag) per consumer, C(error_rate), C(stored_per_min), C(firing),
+    C(pending)).
   returned: always
   type: list
   elements: dict
@@ -131,6 +160,9 @@ def action(module, js):
         except OSError as exc:
             raise JetStreamError("cannot write progress_file %s: %s" % (module.params["progress_file"], exc))
 
+    if url and not module.params["status_queries"]:
+        raise JetStreamError("status_queries is required with prometheus_url: pass "
+                             "migration | athlete_ally.nats.migration_queries(migration_monitoring, migration_metrics, 'status')")
     return Soak(js, module.params, Prometheus(url, fetch) if url else None,
                 progress=progress if module.params["progress_file"] else None).run()
 
@@ -140,14 +172,19 @@ def main():
         consumers=dict(type="list", elements="str", default=[]),
         prometheus_url=dict(type="str"),
         alert_labels=dict(type="dict", default={"runbook": "phase2-migration"}),
-        rate_window=dict(type="str", default="5m"),
+        status_queries=dict(type="dict", default={}),
+        rule_group=dict(type="str", default="phase2-migration"),
+        alerts=dict(type="list", elements="str", default=[]),
+        required_series=dict(type="list", elements="dict", default=[]),
+        traffic_query=dict(type="str"),
+        pending_wait=durations.duration_option(default=900),
         progress_file=dict(type="path"),
         seconds=durations.duration_option(required=True),
         poll=durations.duration_option(default=30),
         max_pending=dict(type="int", default=100),
         max_pending_for=durations.duration_option(default=600),
     ), supports_check_mode=False)
-    durations.params_to_seconds(module, "seconds", "poll", "max_pending_for")
+    durations.params_to_seconds(module, "seconds", "poll", "max_pending_for", "pending_wait")
     run_module(module, action)
 
 

@@ -40,13 +40,28 @@ options:
   wait_for:
     description:
       - V(bound), every consumer of the group has a reader on the new stream; V(bound_legacy), on the legacy
-        stream; V(drained), nothing pending or unacknowledged on the new stream's consumers.
+        stream; V(drained), nothing pending or unacknowledged on the new stream's consumers; V(recovered), every
+        legacy consumer has a reader and their backlog is at most O(max_behind) (after a rollback).
     type: str
-    choices: [bound, bound_legacy, drained]
+    choices: [bound, bound_legacy, drained, recovered]
+  max_behind:
+    description: The backlog O(wait_for=recovered) accepts.
+    type: int
+    default: 0
   timeout:
     description: How long O(wait_for) waits (duration such as V(5m), or seconds).
     type: raw
     default: 60
+  stall_timeout:
+    description:
+      - With O(wait_for=drained), stop waiting once the backlog has not shrunk for this long (nobody processes it).
+    type: raw
+  fail_on_timeout:
+    description:
+      - When false, a O(wait_for) that times out or stalls does not fail the task; it returns RV(reached=false),
+        RV(reason) and the last state seen, for the play to decide (a rollback that defers instead of failing).
+    type: bool
+    default: true
 extends_documentation_fragment:
   - athlete_ally.nats.connection
   - ansible.builtin.action_common_attributes
@@ -104,6 +119,14 @@ migration:
     steps:
       description: Phase to step.
       type: dict
+reached:
+  description: Whether the O(wait_for) condition held (false only with O(fail_on_timeout=false)).
+  returned: with O(wait_for)
+  type: bool
+reason:
+  description: Why O(wait_for) gave up, one line (with O(fail_on_timeout=false)).
+  returned: when RV(reached) is false
+  type: str
 waited_seconds:
   description: How long O(wait_for) waited.
   returned: with O(wait_for)
@@ -133,10 +156,16 @@ def action(module, js):
     if str(p["phase"]) not in phases:
         raise JetStreamError("wait_for needs phase, one of %s (got %s)" % (", ".join(phases), p["phase"]))
     progress = []
-    state = migration_state.wait_for(js, p["legacy_stream"], p["groups"], p["phase"], p["wait_for"],
-                                     p["timeout"], progress=progress.append)
+    try:
+        state = migration_state.wait_for(js, p["legacy_stream"], p["groups"], p["phase"], p["wait_for"],
+                                         p["timeout"], progress=progress.append, stall=p["stall_timeout"],
+                                         limit=p["max_behind"])
+    except JetStreamError as exc:
+        if p["fail_on_timeout"] or exc.result.get("state") is None:
+            raise
+        return dict(changed=False, migration=exc.result["state"], reached=False, reason=str(exc), progress=progress)
     waited = state.pop("waited_seconds")
-    return dict(changed=False, migration=state, waited_seconds=waited, progress=progress)
+    return dict(changed=False, migration=state, reached=True, waited_seconds=waited, progress=progress)
 
 
 def main():
@@ -144,10 +173,13 @@ def main():
         legacy_stream=dict(type="str", required=True),
         groups=dict(type="list", elements="dict", required=True),
         phase=dict(type="int"),
-        wait_for=dict(type="str", choices=["bound", "bound_legacy", "drained"]),
+        wait_for=dict(type="str", choices=["bound", "bound_legacy", "drained", "recovered"]),
+        max_behind=dict(type="int", default=0),
         timeout=durations.duration_option(default=60),
+        stall_timeout=durations.duration_option(),
+        fail_on_timeout=dict(type="bool", default=True),
     ), supports_check_mode=True, required_by=dict(wait_for=["phase"]))
-    durations.params_to_seconds(module, "timeout")
+    durations.params_to_seconds(module, "timeout", "stall_timeout")
     run_module(module, action)
 
 

@@ -19,12 +19,13 @@ description:
     RV(path)). HTTP 200, 400 and 503 are answers for the playbook to judge; another status or no answer fails.
   - An event not accepted (not HTTP 200) or not stored by O(expected_stream) ends the run there, with
     RV(accepted=false).
-  - Then waits for its database row (bounded by O(stall_timeout)), then until the new stream's O(consumers)
-    processed it (as M(athlete_ally.nats.consumer_drain) does). After the cut-over (O(expected_stream) is
+  - Then, with O(row), waits for its database row (bounded by O(stall_timeout)) and compares it with the event
+    (RV(row_mismatches)); finds the event in O(stream) (RV(in_stream)); then waits until the new stream's
+    O(consumers) (none for a group nobody reads yet) processed it (as M(athlete_ally.nats.consumer_drain) does). After the cut-over (O(expected_stream) is
     O(stream)) the wait ends once the ack floor passes the event's own sequence (one reading); before it the event
     reaches the new stream through a source, with no known sequence, so the row comes first, then a full drain
     seen on O(stable_polls) polls.
-  - After the cut-over it also sums O(metric) with O(metric_labels) in the service's /metrics text at
+  - After the cut-over it also sums O(metric) (when given) with O(metric_labels) in the service's /metrics text at
     O(metrics_url) (as the filter P(athlete_ally.nats.prom_sum#filter)) and reads the migration state
     (as M(athlete_ally.nats.migration_state)) for the legacy stream's subjects and last sequence.
   - A wait that runs out fails with one line naming what was awaited and the last state seen; the evidence
@@ -51,19 +52,27 @@ options:
     type: str
     required: true
   event_id_field:
-    description: Key of the id in the event.
+    description: Key of the id in the event (the inventory's C(migration.service_contract.event_id_field)).
     type: str
     default: eventId
+  reply:
+    description:
+      - Fields of the front door's JSON answer (the inventory's C(migration.service_contract.reply)) -
+        C(stream_field), C(seq_field) and optionally C(duplicate_field). Missing ones are listed in RV(reply_errors).
+    type: dict
+    default: {stream_field: stream, seq_field: seq}
   ingest_url:
     description:
       - Base URL of the ingest HTTP API. Empty or unset, the event is published straight to NATS on O(subject).
     type: str
   ingest_path:
-    description: Path of the API the event is posted to, for example V(/api/v1/ingest/hrv).
+    description: Path of the API the event is posted to (the group's C(verify.path)).
     type: str
     default: ''
   subject:
-    description: Subject of the fallback publish (required without O(ingest_url)).
+    description:
+      - Subject of the event (the group's C(verify.subject)). The fallback publish goes there (required without
+        O(ingest_url)), and the event is looked for on it in O(stream).
     type: str
   http_timeout:
     description: Seconds one HTTP request (the POST, the metrics read) may take.
@@ -78,10 +87,10 @@ options:
     type: str
     required: true
   consumers:
-    description: Durable names of the new stream's consumers that must process it.
+    description: Durable names of the new stream's consumers that must process it (none for a group nobody reads).
     type: list
     elements: str
-    required: true
+    default: []
   drain_timeout:
     description: Longest wait for each consumer (duration such as V(120s), or seconds).
     type: raw
@@ -100,11 +109,12 @@ options:
     description: Time between consumer polls of the full drain (before the cut-over); after it, 250 ms.
     type: raw
     default: 1s
-  row_table:
-    description: The table the service writes the event to; the row query is fixed per table.
-    type: str
-    required: true
-    choices: [hrv_data, vendor_events]
+  row:
+    description:
+      - The row the service writes for the event (the group's C(verify.row), docs/SERVICE_CONTRACT.md) -
+        C(table), C(key_column) (holds the event id), C(match) (column -> event field, compared),
+        optionally C(check) (an SQL predicate that must hold on the row). Unset, no row is read.
+    type: dict
   db_host:
     description: Database host.
     type: str
@@ -128,7 +138,7 @@ options:
     description: The /metrics URL of the deployment that processes the event (read after the cut-over).
     type: str
   metric:
-    description: The per-stream metric summed after the cut-over, for example V(normalize_hrv_messages_total).
+    description: The per-stream metric summed after the cut-over (the group's C(verify.metric.name)); unset, none.
     type: str
   metric_labels:
     description: Labels the metric's samples must carry (a value may be a list, any of them).
@@ -155,21 +165,24 @@ seealso:
 EXAMPLES = r"""
 - name: Verification event after the cut-over (runbook Step 2.8/2.9)
   athlete_ally.nats.migration_verify:
-    event: {userId: phase2-verification-user, date: "2025-10-01", rmssd: 48.3}
+    event: "{{ group.verify.payload_after }}"
     event_id: migration-verify-p2-after-20251001T120000
     ingest_url: https://prod.athleteally.com
-    ingest_path: /api/v1/ingest/hrv
-    expected_stream: AA_CORE_HOT
-    stream: AA_CORE_HOT
-    consumers: [normalize-hrv-durable]
-    row_table: hrv_data
+    ingest_path: "{{ group.verify.path }}"
+    subject: "{{ group.verify.subject }}"
+    reply: "{{ migration.service_contract.reply }}"
+    event_id_field: "{{ migration.service_contract.event_id_field }}"
+    expected_stream: "{{ group.stream }}"
+    stream: "{{ group.stream }}"
+    consumers: "{{ group.consumers | map(attribute='name') | list }}"
+    row: "{{ group.verify.row }}"
     db_host: prod-athlete-db
     db_user: migration_ro
     db_password: "{{ vault_migration_db_password }}"
     db_name: athlete_ally
     metrics_url: http://prod-normalize:9464/metrics
-    metric: normalize_hrv_messages_total
-    metric_labels: {result: success, stream: AA_CORE_HOT}
+    metric: "{{ group.verify.metric.name }}"
+    metric_labels: "{{ group.verify.metric.labels | combine({'stream': group.stream}) }}"
     legacy_stream: ATHLETE_ALLY_EVENTS
     groups: "{{ migration.groups }}"
   register: verify
@@ -177,8 +190,8 @@ EXAMPLES = r"""
 - name: Stored by the new stream and processed
   ansible.builtin.assert:
     that:
-      - verify.status == 200 and verify.ack.stream == 'AA_CORE_HOT'
-      - verify.rows | length == 1 and verify.metric > 0
+      - verify.status == 200 and verify.ack.stream == group.stream
+      - verify.rows | length == 1 and verify.row_mismatches == [] and verify.metric > 0
 """
 
 RETURN = r"""
@@ -203,7 +216,16 @@ response:
   returned: success
   type: raw
 ack:
-  description: The answer as a dict; when accepted it has C(stream) and C(seq).
+  description: C(stream) and C(seq) (and C(duplicate)) read from the answer's O(reply) fields; null where absent.
+  returned: success
+  type: dict
+reply_errors:
+  description: One line per O(reply) field the front door's answer (HTTP 200) lacks.
+  returned: success
+  type: list
+  elements: str
+in_stream:
+  description: Where the event was found in O(stream) (C(stream), C(seq), C(subject)); null when not looked for.
   returned: success
   type: dict
 accepted:
@@ -215,14 +237,19 @@ after:
   returned: success
   type: bool
 rows:
-  description: The event's rows in O(row_table) (one expected).
+  description: The event's rows in O(row) C(table) (one expected).
   returned: success
   type: list
   elements: dict
 row:
-  description: The first row, or null.
+  description: The first row (its O(row) C(match) columns, C(check_ok) with a C(check)), or null.
   returned: success
   type: dict
+row_mismatches:
+  description: One line per O(row) C(match) column that differs from the event, and a failed C(check).
+  returned: success
+  type: list
+  elements: str
 processed:
   description:
     - Per consumer, its drain result as M(athlete_ally.nats.consumer_drain) returns it (C(consumer), C(drained),
@@ -265,12 +292,13 @@ def main():
         http_timeout=dict(type="int", default=30),
         expected_stream=dict(type="str", required=True),
         stream=dict(type="str", required=True),
-        consumers=dict(type="list", elements="str", required=True),
+        consumers=dict(type="list", elements="str", default=[]),
         drain_timeout=durations.duration_option(default="300s"),
         stall_timeout=durations.duration_option(default="60s"),
         stable_polls=dict(type="int", default=2),
         poll_interval=durations.duration_option(default="1s"),
-        row_table=dict(type="str", required=True, choices=sorted(verify.ROW_QUERIES)),
+        row=dict(type="dict"),
+        reply=dict(type="dict", default=dict(stream_field="stream", seq_field="seq")),
         db_host=dict(type="str", required=True),
         db_port=dict(type="int", default=5432),
         db_user=dict(type="str", required=True),

@@ -45,7 +45,7 @@ def options(doc):
 
 def test_every_awx_module_call_uses_documented_options(docs):
     calls = awx_calls()
-    assert len([c for c in calls if c[0] != "module_defaults"]) >= 9
+    assert len([c for c in calls if c[0] != "module_defaults"]) >= 11
     for task, module, args in calls:
         if task == "module_defaults":  # group defaults: every awx.awx module takes the controller options
             for doc in docs.values():
@@ -64,6 +64,7 @@ def test_syntax_check():
 
 def test_workflow_and_templates_hang_together():
     templates = dict((t["name"], dict(DATA["template_defaults"], **t)) for t in DATA["job_templates"])
+    assert "inventory" not in DATA["template_defaults"] and "credential" not in DATA["template_defaults"]
     nodes = dict((n["id"], n) for n in DATA["workflow"]["nodes"])
     for node in nodes.values():
         assert ("template" in node) != ("approval" in node), node
@@ -89,12 +90,42 @@ def test_workflow_and_templates_hang_together():
     assert "awx_rollback_confirm | default('') == 'ROLLBACK'" in (REPO / "awx" / "emergency_rollback.yml").read_text()
 
 
-def test_credential_type_injects_every_connection_fallback():
-    ct = DATA["credential_type"]
-    fields = [f["id"] for f in ct["inputs"]["fields"]]
-    assert fields == ["servers", "user", "password", "token", "nkey_seed", "creds", "tls_ca", "tls_cert", "tls_key"]
-    secrets = ("password", "token", "nkey_seed", "creds", "tls_key")
-    assert all(f.get("secret") for f in ct["inputs"]["fields"] if f["id"] in secrets)
+def test_credential_types_inject_what_modules_and_inventories_read():
+    """Every env injector feeds a module option's fallback (args_common.py) or a lookup of the production and
+    staging inventories; no type prefills an input; names carry a version (AWX refuses input changes in use)."""
     spec = (REPO / "plugins" / "module_utils" / "args_common.py").read_text()
-    for env in ct["injectors"]["env"]:
-        assert '"%s"' % env in spec, "%s is injected but no module option falls back to it" % env
+    inventories = "".join(p.read_text() for env in ("production", "staging")
+                          for p in sorted((REPO / "inventories" / env / "group_vars" / "all").glob("*.yml")))
+    for ct in DATA["credential_types"]:
+        assert ct["name"].rsplit(" ", 1)[1][0] == "v" and ct["name"].rsplit(" ", 1)[1][1:].isdigit(), ct["name"]
+        assert not any("default" in f for f in ct["inputs"]["fields"]), ct["name"]
+        for env in ct["injectors"].get("env", {}):
+            assert '"%s"' % env in spec or "'%s'" % env in inventories, \
+                "%s injects %s but no module option or inventory reads it" % (ct["name"], env)
+        for var in ct["injectors"].get("extra_vars", {}):
+            assert "%s: " % var in inventories, "%s injects %s, which no inventory uses" % (ct["name"], var)
+    nats = next(t for t in DATA["credential_types"] if t["name"].startswith("NATS JetStream"))
+    fields = dict((f["id"], f) for f in nats["inputs"]["fields"])
+    assert {"tls_hostname", "system_user", "system_password"} <= set(fields)
+    for secret in ("password", "token", "nkey_seed", "creds", "tls_key", "system_password"):
+        assert fields[secret].get("secret"), secret
+
+
+def test_every_environment_has_its_own_complete_credential_set():
+    types = [e["credentials"] for e in DATA["environments"]]
+    wanted = {"NATS JetStream v1", "Athlete Ally database v1", "OpenShift or Kubernetes API Bearer Token",
+              "Amazon Web Services", "Athlete Ally monitoring v1"}
+    for env in DATA["environments"]:
+        assert sorted(c["type"] for c in env["credentials"]) == sorted(wanted), env["name"]
+        assert all(env["name"] in c["name"] for c in env["credentials"]), env["name"]
+        assert env["inventory"]["source_path"] == "inventories/%s/hosts.yml" % env["name"]
+    names = [c["name"] for creds in types for c in creds]
+    assert len(names) == len(set(names))
+    # Credentials hold no secret: only the non-secret inputs of their type.
+    secret = dict((t["name"], set(f["id"] for f in t["inputs"]["fields"] if f.get("secret")))
+                  for t in DATA["credential_types"])
+    secret.update({"Amazon Web Services": {"password", "security_token"},
+                   "OpenShift or Kubernetes API Bearer Token": {"bearer_token", "ssl_ca_cert"}})
+    for env in DATA["environments"]:
+        for cred in env["credentials"]:
+            assert not set(cred["inputs"]) & secret[cred["type"]], cred["name"]

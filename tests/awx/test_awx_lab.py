@@ -3,6 +3,7 @@
 - every "Rehearse phase N" job template, launched through ansible-runner as AWX would (check + diff), changes no
   stream, consumer or service env; a job gets its NATS connection only from the injected credential (a wrong
   password in the credential fails the job); the Emergency rollback refuses to run without the typed ROLLBACK;
+  the workflows are the staging one ("Phase 2 migration (staging)"), the lab standing in for staging;
 - the collection tarball, installed into an empty collections path, runs phase 0 from a venv built from exactly
   the execution environment's dependency lists, with no checkout of this repo on any path;
 - the "Phase 2 migration" workflow under load with phase 1 made to fail (a soak alert it cannot pass) takes
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,10 +66,13 @@ def test_job_takes_the_connection_from_the_credential_only(lab, awx_inventory, c
 
 def test_emergency_rollback_needs_the_typed_word(lab, awx_inventory, credential):
     before = snapshot(lab)
-    job = launch("Emergency rollback", awx_inventory, credential)  # survey default: empty
-    assert not job.ok and "type ROLLBACK" in job.stdout, job.stdout[-3000:]
+    # The survey's answer is required: as AWX, the runner refuses the launch before any job (tests/awx/
+    # test_runner_launch.py covers every refusal); eight characters that are not ROLLBACK pass the survey and
+    # stop in the playbook's first play.
+    with pytest.raises(SystemExit, match="'awx_rollback_confirm' value missing"):
+        launch("Emergency rollback", awx_inventory, credential)
     job = launch("Emergency rollback", awx_inventory, credential, extra_vars={"awx_rollback_confirm": "rollback"})
-    assert not job.ok
+    assert not job.ok and "type ROLLBACK" in job.stdout, job.stdout[-3000:]
     assert snapshot(lab) == before
 
 
@@ -110,14 +115,18 @@ def test_tarball_runs_phase0_from_the_ee_dependency_set(lab, tmp_path):
     env = dict((k, v) for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "NATS_", "VIRTUAL_ENV")))
     env.update({"ANSIBLE_CONFIG": str(cfg), "ANSIBLE_COLLECTIONS_PATH": str(colls), "AA_LAB_DIR": str(lab.dir),
                 "PATH": "%s:/usr/bin:/bin" % (venv / "bin"), "ANSIBLE_NOCOLOR": "1"})
-    t0 = time.monotonic()
-    proc = subprocess.run([str(venv / "bin" / "ansible-playbook"), "athlete_ally.nats.phase0",
-                           "-i", str(lab_inventory())], capture_output=True, text=True, env=env, cwd=str(tmp_path),
-                          timeout=600, check=False)
-    print("phase 0 from the tarball in the EE venv: rc %s in %.1fs" % (proc.returncode, time.monotonic() - t0))
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
-    assert "failed=0" in proc.stdout.splitlines()[-2] or "failed=0" in proc.stdout
-    assert str(REPO) not in proc.stdout + proc.stderr, "something resolved from the checkout"
+    # The runbook's order: phase 0 refuses to start until a preflight has passed (the migration gate). The soak
+    # watches consumer lag from JetStream, as the workflow tests below (NO_PROMETHEUS): this test is about the EE's
+    # dependency set and the tarball, tests/lab about the Prometheus-watched windows.
+    for playbook in ("athlete_ally.nats.preflight", "athlete_ally.nats.phase0"):
+        t0 = time.monotonic()
+        proc = subprocess.run([str(venv / "bin" / "ansible-playbook"), playbook, "-i", str(lab_inventory()),
+                               "-e", json.dumps(NO_PROMETHEUS)],
+                              capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=600, check=False)
+        elapsed = time.monotonic() - t0
+        print("%s from the tarball in the EE venv: rc %s in %.1fs" % (playbook, proc.returncode, elapsed))
+        assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+        assert str(REPO) not in proc.stdout + proc.stderr, "something resolved from the checkout"
     assert lab.js("STREAM.INFO.AA_DLQ")["config"]["name"] == "AA_DLQ"
 
 

@@ -5,6 +5,7 @@ here). The venv built from the same lists runs phase 0 on the lab in tests/awx/t
 from __future__ import annotations
 
 import subprocess
+import tarfile
 
 import pytest
 import yaml
@@ -50,6 +51,11 @@ def test_builder_create_writes_a_context_with_the_tarball_and_runtime_lists(cont
     containerfile = next(p for p in (ctx / "Containerfile", ctx / "Dockerfile") if p.exists()).read_text()
     assert EE["images"]["base_image"]["name"] in containerfile
     assert "ansible-core==2.19.14" in containerfile and "ansible-runner==2.4.3" in containerfile
+    # The build's introspection runs with the excludes test_ee_introspect.py checks with.
+    assert "--exclude-pip-reqs=exclude-requirements.txt" in containerfile
+    assert "--exclude-bindep-reqs=exclude-bindep.txt" in containerfile
+    assert (build / "exclude-bindep.txt").read_text().split() == EE["dependencies"]["exclude"]["system"]
+    assert (build / "exclude-requirements.txt").read_text().split() == EE["dependencies"]["exclude"]["python"]
 
 
 def test_collection_metadata_points_at_the_same_lists():
@@ -58,3 +64,20 @@ def test_collection_metadata_points_at_the_same_lists():
     assert EE["dependencies"]["python"] == meta["dependencies"]["python"]
     lock = requirement_names(REPO / "constraints.txt")
     assert set(requirement_names(REPO / "meta" / "ee-requirements.txt")) <= set(lock), "EE pins must exist in the lock"
+
+
+def test_tarball_carries_what_runs_the_migration_only(context):
+    """No lab harness, tests, runner, dev ansible.cfg or project-sync file; the migration's own content is there."""
+    tarball = REPO / EE["additional_build_files"][0]["src"]
+    with tarfile.open(str(tarball)) as tar:
+        names = set(m.name for m in tar.getmembers())
+    top = set(n.split("/")[0] for n in names)
+    assert not top & {"lab", "tests", "molecule", "bench", "collections", "ansible.cfg", "execution-environment.yml",
+                      "Makefile", "requirements.txt", "constraints.txt"}, sorted(top)
+    for path in ("inventories/lab", "roles/lab", "playbooks/lab_up.yml", "playbooks/lab_down.yml", "awx/runner.py",
+                 "awx/lab_credential_vars.yml"):
+        assert not [n for n in names if n == path or n.startswith(path + "/")], path
+    for path in ("playbooks/phase0.yml", "roles/migration", "roles/service_driver/tasks/lab",
+                 "plugins/action/lab_service.py", "inventories/production/hosts.yml", "awx/controller.yml",
+                 "awx/emergency_rollback.yml", "meta/execution-environment.yml"):
+        assert path in names, path

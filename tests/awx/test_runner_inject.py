@@ -15,7 +15,7 @@ from tests.support.ansible_run import REPO
 sys.path.insert(0, str(REPO))
 from awx import runner  # noqa: E402
 
-CT = runner.load()["credential_type"]
+CT = runner.nats_type(runner.load())
 
 
 def test_files_and_env_from_the_injectors(tmp_path):
@@ -27,11 +27,12 @@ def test_files_and_env_from_the_injectors(tmp_path):
     assert stat.S_IMODE((tmp_path / "cred_creds").stat().st_mode) == 0o600
     # Blank inputs: empty variables (the modules read an empty NATS_* as unset).
     assert env["NATS_USER"] == env["NATS_PASSWORD"] == env["NATS_TOKEN"] == env["NATS_NKEY"] == env["NATS_CERT"] == ""
+    assert env["NATS_TLS_HOSTNAME"] == env["AA_NATS_SYSTEM_USER"] == env["AA_NATS_SYSTEM_PASSWORD"] == ""
     assert set(env) == set(CT["injectors"]["env"])
 
 
 def test_unknown_or_missing_inputs_are_refused(tmp_path):
-    with pytest.raises(SystemExit, match="not fields of NATS JetStream"):
+    with pytest.raises(SystemExit, match="not fields of NATS JetStream v1"):
         runner.inject(CT, {"servers": "nats://a:4222", "passwd": "x"}, tmp_path)
     with pytest.raises(SystemExit, match="servers is required"):
         runner.inject(CT, {"user": "u"}, tmp_path)
@@ -40,8 +41,11 @@ def test_unknown_or_missing_inputs_are_refused(tmp_path):
 def test_job_environment_does_not_inherit_nats_variables(monkeypatch):
     monkeypatch.setenv("NATS_PASSWORD", "from-the-shell")
     monkeypatch.setenv("AA_NATS_PASSWORD", "from-the-shell")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-the-shell")
+    monkeypatch.setenv("AA_DB_HOST", "from-the-shell")
     with runner.clean_environment():
-        assert "NATS_PASSWORD" not in os.environ and "AA_NATS_PASSWORD" not in os.environ
+        assert not [k for k in ("NATS_PASSWORD", "AA_NATS_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AA_DB_HOST")
+                    if k in os.environ]
     assert os.environ["NATS_PASSWORD"] == "from-the-shell"
 
 

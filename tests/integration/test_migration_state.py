@@ -142,6 +142,34 @@ def test_wait_for_a_reader_times_out_with_the_last_state_in_one_line(cluster, pl
     assert "\n" not in out["msg"] and out["state"]["groups"]["1"]["step"] == "shadow_ready"
 
 
+def test_drained_gives_up_early_on_a_backlog_nobody_processes(cluster, plan):
+    """A rollback's wait: the backlog does not shrink for stall_timeout, so the wait ends long before its timeout;
+    with fail_on_timeout=false it reports reached=false, the reason and the last state instead of failing."""
+    p = plan
+    api(cluster.url, "STREAM.CREATE." + p["new"], {"name": p["new"], "subjects": ["%s.extra.>" % p["prefix"]],
+                                                   "num_replicas": 3})
+    api(cluster.url, "CONSUMER.CREATE.%s.worker" % p["new"], {"stream_name": p["new"], "config": {
+        "durable_name": "worker", "ack_policy": "explicit"}})
+
+    async def publish():
+        nc = await nats.connect(cluster.url.split(","))
+        try:
+            js = nc.jetstream()
+            for i in range(3):
+                await js.publish("%s.extra.x" % p["prefix"], b"%d" % i)
+        finally:
+            await nc.close()
+    asyncio.run(publish())
+    res = run_tasks(state_task(p, phase=1, wait_for="drained", timeout=120, stall_timeout=2, fail_on_timeout=False),
+                    servers=cluster.url)
+    assert res.rc == 0, res.stdout
+    out = res.task("state")
+    assert out["reached"] is False and "no progress for 2" in out["reason"] and "'worker': 3" in out["reason"], out
+    assert out["migration"]["groups"]["1"]["behind"] == 3
+    res = run_tasks(state_task(p, phase=1, wait_for="drained", timeout=120, stall_timeout=2), servers=cluster.url)
+    assert res.rc != 0 and "the service is not processing them" in res.task("state")["msg"]
+
+
 def test_a_group_with_a_subject_on_both_streams_is_refused(cluster, plan):
     p = plan
     # the server forbids overlap between streams, so "both" can only be seen through a stand-in: a second

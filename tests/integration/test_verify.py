@@ -172,10 +172,15 @@ def create_new(cluster, p, subjects=None, sources=None):
         "durable_name": "hrv", "ack_policy": "explicit", "filter_subject": p["subject"]}})
 
 
+# the group's verify.row as the inventory gives it (docs/SERVICE_CONTRACT.md)
+ROW = {"table": "hrv_data", "key_column": "event_id", "match": {"user_id": "userId", "rmssd": "rmssd"},
+       "check": "abs(ln_rmssd - ln(rmssd)) < 1e-9"}
+
+
 def verify_task(p, pg, expected, event_id, **extra):
     args = dict(event={"userId": "u-" + event_id, "rmssd": 48.3}, event_id=event_id, subject=p["subject"],
                 expected_stream=expected, stream=p["new"], consumers=["hrv"], drain_timeout="30s",
-                stall_timeout="15s", poll_interval="250ms", row_table="hrv_data", db_host=pg["host"],
+                stall_timeout="15s", poll_interval="250ms", row=ROW, db_host=pg["host"],
                 db_port=pg["port"], db_user=pg["user"], db_password=SECRET, db_name=pg["dbname"],
                 metric="normalize_hrv_messages_total", metric_labels={"result": "success", "stream": p["new"]},
                 legacy_stream=p["legacy"], groups=[p["group"]])
@@ -197,8 +202,9 @@ def test_after_the_cutover_through_the_ingest_api(cluster, pg, plan):
     out = res.task("verify")
     assert out["path"] == "ingest API /api/v1/ingest/" + p["subject"] and out["status"] == 200 and out["accepted"]
     assert out["ack"]["stream"] == p["new"] and out["ack"]["seq"] == 1
-    assert out["rows"] == [{"user_id": "u-ev-after-1", "rmssd": 48.3, "ln_rmssd": pytest.approx(3.8774, abs=1e-3),
-                            "ln_ok": True}]
+    assert out["rows"] == [{"user_id": "u-ev-after-1", "rmssd": 48.3, "check_ok": True}]
+    assert out["row_mismatches"] == [] and out["reply_errors"] == []
+    assert out["in_stream"] == {"stream": p["new"], "seq": 1, "subject": p["subject"]}
     [proc] = out["processed"]
     assert proc["until_stream_seq"] == 1 and proc["final"]["delivered"]["consumer_seq"] == 1
     assert proc["final"]["ack_floor"]["stream_seq"] >= 1
@@ -220,6 +226,7 @@ def test_before_the_cutover_by_fallback_publish_the_sourced_copy_is_processed(cl
     out = res.task("verify")
     assert out["path"] == "direct NATS publish (fallback)" and out["ack"]["stream"] == p["legacy"]
     assert out["rows"][0]["user_id"] == "u-ev-before-1" and processed == 1
+    assert out["in_stream"]["stream"] == p["new"]  # the source's copy, found in the new stream
     [proc] = out["processed"]
     assert proc["until_stream_seq"] is None and proc["polls"] >= 2 and proc["final"]["delivered"]["consumer_seq"] == 1
     assert out["metric"] is None and out["migration"] is None

@@ -3,7 +3,8 @@
 It is NOT a Kubernetes implementation. It serves discovery (/version, /api, /api/v1, /apis, /apis/apps/v1),
 Deployments (GET, PATCH with a minimal strategic-merge: containers and env merged by ``name``, ``null`` deletes a
 key, ``$patch: delete`` deletes a list item),
-the deployments/scale subresource, Pods listed by label selector and pods/log. Every request is recorded in
+the deployments/scale subresource, Pods listed by label selector, pods/log and SelfSubjectAccessReviews (allowed
+unless listed in ``denied``). Every request is recorded in
 ``requests`` and every PATCH in ``patches`` (path, content type, parsed body), which is what the tests assert.
 
 Rollout simulation: after a PATCH that changes the deployment spec, ``metadata.generation`` is bumped; the
@@ -42,10 +43,21 @@ APPS_V1 = {
     ],
 }
 
+AUTHORIZATION_V1 = {
+    "kind": "APIResourceList", "groupVersion": "authorization.k8s.io/v1",
+    "resources": [
+        {"name": "selfsubjectaccessreviews", "singularName": "selfsubjectaccessreview", "namespaced": False,
+         "kind": "SelfSubjectAccessReview", "verbs": ["create"]},
+    ],
+}
+
 API_GROUPS = {
     "kind": "APIGroupList", "apiVersion": "v1",
     "groups": [{"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-                "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}],
+                "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}},
+               {"name": "authorization.k8s.io",
+                "versions": [{"groupVersion": "authorization.k8s.io/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "authorization.k8s.io/v1", "version": "v1"}}],
 }
 
 
@@ -119,6 +131,8 @@ class FakeKubernetes(object):
         self.patches = []  # dicts: path, content_type, body
         self.settle_after = settle_after
         self.stuck = stuck
+        # SelfSubjectAccessReview: "verb group/resource[/subresource]" strings the token may NOT do (RBAC denies)
+        self.denied = set()
         self._pending = {}  # (namespace, name) -> GETs left before the rollout completes
         self._lock = threading.Lock()
         self._server = None
@@ -217,9 +231,19 @@ class FakeKubernetes(object):
         parts = path.strip("/").split("/")
         if method == "GET":
             static = {"/version": VERSION, "/api": {"kind": "APIVersions", "versions": ["v1"]},
-                      "/api/v1": CORE_V1, "/apis": API_GROUPS, "/apis/apps/v1": APPS_V1}
+                      "/api/v1": CORE_V1, "/apis": API_GROUPS, "/apis/apps/v1": APPS_V1,
+                      "/apis/authorization.k8s.io/v1": AUTHORIZATION_V1}
             if path in static:
                 return 200, static[path], "application/json"
+        if method == "POST" and path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
+            attrs = (body.get("spec") or {}).get("resourceAttributes") or {}
+            what = "%s %s/%s%s" % (attrs.get("verb"), attrs.get("group", ""), attrs.get("resource"),
+                                   "/" + attrs["subresource"] if attrs.get("subresource") else "")
+            assert "__omit_place_holder__" not in json.dumps(attrs), attrs  # a template leaked Ansible's omit
+            review = dict(body, status={"allowed": what not in self.denied})
+            if what in self.denied:
+                review["status"]["reason"] = "RBAC: the fake denies %s" % what
+            return 201, review, "application/json"
         # /apis/apps/v1/namespaces/<ns>/deployments/<name>[/scale]
         if parts[:3] == ["apis", "apps", "v1"] and len(parts) >= 7 and parts[3] == "namespaces" \
                 and parts[5] == "deployments":

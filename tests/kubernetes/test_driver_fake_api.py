@@ -266,3 +266,22 @@ def test_dispatch_with_service_driver_kubernetes(driver, fake):
     assert res.rc == 0, failure(res)
     assert [p["path"] for p in fake.patches] == [DEPLOY + "normalize-service", DEPLOY + "normalize-service-green/scale"]
     assert res.task("out 2")["msg"]["driver_status"]["env"]["EVENT_STREAM_MODE"] == "multi"
+
+
+def test_preflight_checks_deployments_and_every_verb_the_driver_uses(driver, fake):
+    """The preflight entry reads each deployment and asks a SelfSubjectAccessReview per call the driver makes; it
+    writes nothing, also in check mode; a denied verb fails in one line naming it."""
+    services = ["normalize-service", "normalize-service-green"]
+    res = driver.run([("preflight", {"driver_services": services})], via_dispatch=True, check=True)
+    assert res.rc == 0, failure(res)
+    reviews = [r for r in fake.requests if r[1].startswith("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")]
+    assert len(reviews) == 2 * 6
+    assert not [r for r in fake.writes() if "selfsubjectaccessreviews" not in r[1]]
+    fake.denied.add("patch apps/deployments/scale")
+    res = driver.run([("preflight", {"driver_services": services})], via_dispatch=True)
+    assert res.rc != 0
+    msg = failure(res)
+    assert "may not patch apps/deployments/scale in namespace %s (deployment normalize-service)" % NS in msg
+    fake.denied.clear()
+    res = driver.run([("preflight", {"driver_services": ["no-such-deployment"]})], via_dispatch=True)
+    assert res.rc != 0 and "deployment/no-such-deployment in namespace %s was not found" % NS in failure(res)

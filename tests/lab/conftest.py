@@ -69,6 +69,14 @@ class Lab(object):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return proc, ledger
 
+    def start_load_until_stopped(self, tmp_path, run_id):
+        """Steady load until ``stop`` (a file) is touched: ``(proc, ledger, stop)``; end it with finish_load."""
+        ledger, stop = tmp_path / ("ledger-%s.jsonl" % run_id), tmp_path / ("stop-%s" % run_id)
+        cmd = [sys.executable, str(REPO / "lab" / "loadgen.py"), "--run-id", run_id,
+               "--rate", str(self.soak["rate_per_s"]), "--vendor-ratio", str(self.soak["vendor_ratio"]),
+               "--ledger", str(ledger), "--stop-file", str(stop), "--env", str(self.dir / "env")]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), ledger, stop
+
     @staticmethod
     def finish_load(proc, timeout=120):
         out, err = proc.communicate(timeout=timeout)

@@ -90,6 +90,7 @@ def finish(lab, load, ledger, stop):
 def test_blue_green_phase2_and_rollback(lab, tmp_path):
     load, ledger, stop = start_load(lab, tmp_path)
     try:
+        play("preflight.yml")  # option B is part of the plan: the go/no-go gate wants a preflight of it
         play("phase0.yml")
         play("phase1.yml")
         assert program(lab, GREEN) == "STOPPED" and program(lab, BLUE) == "RUNNING"

@@ -84,6 +84,7 @@ def start_load(lab, tmp_path):
 def test_killed_anywhere_rerun_finishes_rides_leader_elections_and_nothing_is_lost(lab, tmp_path):
     load, ledger, stop = start_load(lab, tmp_path)
     try:
+        completes(playbook("preflight.yml"))  # the go/no-go gate: phases 0-2 need a passed preflight
         completes(playbook("phase0.yml"), lab, leader_of="AA_DLQ", at_task="Publish a test message")
 
         # Phase 1: killed once the service reads the new stream, before the cut-over.

@@ -29,3 +29,42 @@ def test_a_group_is_cut_over_until_a_later_rollback():
     new["2"]["aa.migration.phase2.cutover_seq"] = "90"
     assert cut_over_phases(legacy, new) == {"1": 42, "2": 90}
     assert cut_over_phases({}, {"1": {}}) == {}                 # no record: nothing to compare against
+
+
+class _Poller(object):
+    """What Collector reads from the poller: a snapshot of one stream with a source and a consumer."""
+
+    def __init__(self):
+        import threading
+        from lab.exporter import Snapshot
+        self.lock = threading.Lock()
+        self.migration = {"legacy": {"stream": "EVENTS"}}
+        self.snap = Snapshot()
+        self.snap.up = 1.0
+        consumer = {"name": "worker", "num_pending": 7, "num_ack_pending": 2, "num_redelivered": 1}
+        info = {"state": {"messages": 10, "last_seq": 12}, "sources": [{"name": "EVENTS", "lag": 3}], "config": {}}
+        self.snap.streams = {"NEW": {"at": 0, "consumers": [consumer], "info": info}}
+
+
+def scrape(convention):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lab.exporter import Collector, conventions
+    registry = CollectorRegistry()
+    registry.register(Collector(_Poller(), conventions()[convention]))
+    text = generate_latest(registry).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def test_the_exporter_emits_each_conventions_names_and_labels_and_nothing_lab_only_for_the_rules():
+    surveyor = scrape("nats-surveyor")
+    assert surveyor[("nats_consumer_num_pending", (("consumer_name", "worker"), ("stream", "NEW")))] == 7
+    assert surveyor[("nats_stream_last_seq", (("stream", "NEW"),))] == 12
+    assert not [k for k in surveyor if "source_lag" in k[0]]  # surveyor reports no sources
+    exporter = scrape("prometheus-nats-exporter")
+    assert exporter[("jetstream_consumer_num_ack_pending", (("consumer_name", "worker"), ("stream_name", "NEW")))] == 2
+    assert exporter[("jetstream_stream_source_lag", (("source_name", "EVENTS"), ("stream_name", "NEW")))] == 3
+    assert not [k for k in exporter if k[0].startswith("nats_")]
+    assert not [k for k in list(surveyor) + list(exporter) if "superseded" in k[0]]

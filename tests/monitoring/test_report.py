@@ -53,7 +53,7 @@ def synthetic_page(tmp_path):
               "unknown": 0, "publish_gap_ms": 2600, "total_seconds": 60, "ok": True,
               "phases": {"phase1": 30.0}, "tasks": {"phase1": 60}}
     page = report_html.build(report, recs(start, 60, (start + 30, start + 32.5)), None, start, start + 60,
-                             [("phase1", start, start + 30)])
+                             [("phase1", start, start + 30)], queries=report_html.lab_queries())
     path = tmp_path / "report.html"
     path.write_text(page)
     return page, path
@@ -73,7 +73,21 @@ def test_timeline_has_series_phases_gap_and_cutovers():
                                       [("phase 1", start + 31)], gap)
     assert drawn["legend"] == ["longest publish gap (2600 ms)", "accepted/s", "EVENTS/worker", "EVENTS_V2/worker"]
     assert drawn["annotations"] == ["phase1", "phase2", "cut-over phase 1"]
-    assert png_pixels(png).shape[:2] == (600, 1100)
+    assert png_pixels(png).shape[:2] == (800, 1100)
+
+
+def test_alert_states_become_one_line_per_alert_half_high_while_pending():
+    series = {"NatsConsumerLag pending": [(1.0, 1.0), (2.0, 1.0)], "NatsConsumerLag firing": [(3.0, 1.0)],
+              "MigrationDlqGrowing firing": [(2.0, 1.0)]}
+    tracks = report_html.alert_tracks(series)
+    assert tracks == {"NatsConsumerLag": [(1.0, 0.5), (2.0, 0.5), (3.0, 1.0)], "MigrationDlqGrowing": [(2.0, 1.0)]}
+
+
+def test_report_queries_come_from_the_lab_inventory_through_promql():
+    q = report_html.lab_queries()
+    assert q["error_rate"].startswith('sum(rate(normalize_hrv_messages_total{result=~"retry|dlq"}[10s]))')
+    assert q["alerts"] == 'max by (alertname, alertstate) (ALERTS{runbook="phase2-migration"})'
+    assert 'nats_stream_total_messages{stream="AA_DLQ"}' in q["dlq"] and "cutovers" in q
 
 
 def test_page_without_prometheus_still_shows_the_ledger(tmp_path):
@@ -81,7 +95,7 @@ def test_page_without_prometheus_still_shows_the_ledger(tmp_path):
     assert page.startswith("<!doctype html>") and "rehearsal: ok" in page
     assert re.search(r"<th>duplicate_deliveries</th><td>2</td>", page) and "<svg" not in page
     pixels = png_pixels(embedded_png(page))
-    assert pixels.shape[:2] == (600, 1100) and colours(pixels) > 50
+    assert pixels.shape[:2] == (800, 1100) and colours(pixels) > 50
 
 
 def test_chromium_screenshot_of_the_page_is_not_blank(tmp_path):

@@ -5,6 +5,7 @@ evidence gathered so far."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import verify  # noqa: E402
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError  # noqa: E402
+from ansible_collections.athlete_ally.nats.plugins.module_utils.client import ApiError, JetStreamError  # noqa: E402
 from ansible_collections.athlete_ally.nats.plugins.module_utils.prometheus import prom_sum  # noqa: E402
 from tests.support.fake_clock import FakeClock  # noqa: E402
 
@@ -35,18 +36,32 @@ def consumer(delivered_stream, floor_stream, pending=0, ack_pending=0, seq=7):
 class FakeJs(object):
     where = "nats://fake:4222"
 
-    def __init__(self, infos=None, publish_reply=None):
+    def __init__(self, infos=None, publish_reply=None, messages=None, last_seq=0):
         self.infos = list(infos or [])  # consumer infos in order; the last one repeats
         self.consumer_reads = []
         self.publish_reply = publish_reply
         self.published = []
+        self.last_seq = last_seq
+        # the new stream's messages on the subject: {seq: event id}; None: the event wherever it is first looked for
+        self.messages = messages
+        self.gets = []
 
     def consumer_info(self, stream, name):
         self.consumer_reads.append((stream, name))
         return self.infos.pop(0) if len(self.infos) > 1 else self.infos[0]
 
     def stream_info(self, stream):
-        return {"config": {"name": stream}}
+        return {"config": {"name": stream}, "state": {"last_seq": self.last_seq}}
+
+    def request(self, api, body):
+        """STREAM.MSG.GET with next_by_subj: the first message at or after body["seq"]."""
+        self.gets.append((api, body))
+        messages = self.messages if self.messages is not None else {body["seq"]: EVENT_ID}  # found at once
+        for seq in sorted(messages):
+            if seq >= body["seq"] and messages[seq] is not None:
+                data = base64.b64encode(json.dumps({"eventId": messages[seq]}).encode()).decode()
+                return {"message": {"seq": seq, "subject": body["next_by_subj"], "data": data}}
+        raise ApiError(api, {"code": 404, "err_code": 10037, "description": "no message found"})
 
     def raw_request(self, subject, data, headers=None):
         self.published.append((subject, json.loads(data), headers))
@@ -79,19 +94,24 @@ class Transient(Exception):
     pass
 
 
+EVENT_ID = "migration-verify-p2-after-1"
+ROW_SPEC = {"table": "hrv_data", "key_column": "event_id", "match": {"user_id": "userId", "rmssd": "rmssd"},
+            "check": "abs(ln_rmssd - ln(rmssd)) < 1e-9"}
+
+
 def params(after=True, **over):
-    p = dict(event={"userId": "u1", "rmssd": 48.3}, event_id="migration-verify-p2-after-1", event_id_field="eventId",
+    p = dict(event={"userId": "u1", "rmssd": 48.3}, event_id=EVENT_ID, event_id_field="eventId",
              ingest_url="http://ingest:4101", ingest_path="/api/v1/ingest/hrv", subject="athlete-ally.hrv.raw-received",
              http_timeout=30, expected_stream="AA_CORE_HOT" if after else "ATHLETE_ALLY_EVENTS", stream="AA_CORE_HOT",
              consumers=["normalize-hrv-durable"], drain_timeout="5s", stall_timeout="3s", stable_polls=2,
-             poll_interval="10ms", row_table="hrv_data", metrics_url="http://normalize:9464/metrics",
+             poll_interval="10ms", row=ROW_SPEC, reply={"stream_field": "stream", "seq_field": "seq"}, metrics_url="http://normalize:9464/metrics",
              metric="normalize_hrv_messages_total", metric_labels={"result": "success", "stream": "AA_CORE_HOT"},
              legacy_stream="ATHLETE_ALLY_EVENTS", groups=[{"phase": 2, "stream": "AA_CORE_HOT"}])
     p.update(over)
     return p
 
 
-ROW = {"user_id": "u1", "rmssd": 48.3, "ln_rmssd": 3.877, "ln_ok": True}
+ROW = {"user_id": "u1", "rmssd": 48.3, "check_ok": True}
 
 
 @pytest.fixture
@@ -114,7 +134,7 @@ def run(p, js, http, db, clock=None):
 def test_after_cutover_gathers_every_piece_of_evidence(legacy_read):
     http = Http(post=(200, json.dumps({"status": "accepted", "stream": "AA_CORE_HOT", "seq": 41})))
     db = Db([[], [], [ROW]])
-    js = FakeJs([consumer(41, 41)])
+    js = FakeJs([consumer(41, 41)], messages={41: EVENT_ID})
     out = run(params(), js, http, db)
     assert out["path"] == "ingest API /api/v1/ingest/hrv" and out["status"] == 200 and out["accepted"]
     assert out["ack"]["stream"] == "AA_CORE_HOT" and out["ack"]["seq"] == 41
@@ -122,8 +142,10 @@ def test_after_cutover_gathers_every_piece_of_evidence(legacy_read):
     assert (method, url) == ("POST", "http://ingest:4101/api/v1/ingest/hrv")
     assert body == {"userId": "u1", "rmssd": 48.3, "eventId": "migration-verify-p2-after-1"}
     assert len(db.calls) == 3 and db.calls[0][1] == {"id": "migration-verify-p2-after-1"}
-    assert "FROM hrv_data WHERE event_id = %(id)s" in db.calls[0][0]  # parameterised, never the id in the SQL
-    assert out["rows"] == [ROW] and out["row"] == ROW
+    assert 'FROM "hrv_data" WHERE "event_id" = %(id)s' in db.calls[0][0]  # parameterised, never the id in the SQL
+    assert '(abs(ln_rmssd - ln(rmssd)) < 1e-9) AS check_ok' in db.calls[0][0]
+    assert out["rows"] == [ROW] and out["row"] == ROW and out["row_mismatches"] == []
+    assert out["in_stream"]["seq"] == 41 and out["reply_errors"] == []
     [proc] = out["processed"]
     assert proc["consumer"] == "normalize-hrv-durable" and proc["until_stream_seq"] == 41 and proc["drained"]
     assert proc["final"]["delivered"]["consumer_seq"] == 7 and proc["polls"] == 1  # one reading proves it
@@ -219,7 +241,7 @@ def test_inputs_checked_before_anything_is_sent():
     http = Http()
     with pytest.raises(JetStreamError, match="set subject"):
         verify.Verify(params(ingest_url="", subject=None), FakeJs(), http, Db([[]]))
-    with pytest.raises(JetStreamError, match="metrics_url and metric"):
+    with pytest.raises(JetStreamError, match="set metrics_url"):
         verify.Verify(params(metrics_url=None), FakeJs(), http, Db([[]]))
     with pytest.raises(JetStreamError, match="drain_timeout"):
         verify.Verify(params(drain_timeout="soon"), FakeJs(), http, Db([[]]))
@@ -231,3 +253,46 @@ def test_rows_as_json():
     import decimal
     rows = verify.rows_as_dicts(["a", "b", "c"], [(decimal.Decimal("42.5"), datetime.date(2025, 10, 1), True)])
     assert rows == [{"a": 42.5, "b": "2025-10-01", "c": True}]
+
+
+def test_group_without_row_or_consumers_is_found_in_the_new_stream_after_other_messages(legacy_read):
+    """A group nobody reads yet: published straight to NATS, found in the new stream past other messages on the
+    subject (the scan starts after the stream's last seq before the send)."""
+    js = FakeJs([], publish_reply={"stream": "X_SLEEP", "seq": 12}, last_seq=9,
+                messages={10: "lg-other-1", 11: None, 12: EVENT_ID})
+    p = params(ingest_url="", subject="sleep.verify", expected_stream="X_SLEEP", stream="X_SLEEP", consumers=[],
+               row=None, metric=None, metrics_url=None)
+    out = run(p, js, Http(), Db([[]]))
+    assert out["in_stream"] == {"stream": "X_SLEEP", "seq": 12, "subject": "sleep.verify"}
+    assert out["rows"] == [] and out["processed"] == [] and out["metric"] is None
+
+
+def test_before_the_cutover_the_copy_is_waited_for_and_bounded():
+    clock = FakeClock()
+    js = FakeJs([], publish_reply={"stream": "ATHLETE_ALLY_EVENTS", "seq": 500}, last_seq=3, messages={4: "other"})
+    p = params(after=False, ingest_url="", subject="sleep.verify", stream="X_SLEEP", consumers=[], row=None)
+    with pytest.raises(JetStreamError) as err:
+        run(p, js, Http(), Db([[]]), clock)
+    msg = str(err.value)
+    assert "not in X_SLEEP on sleep.verify within stall_timeout=3s (looked from seq 4)" in msg and "\n" not in msg
+    assert 3.0 <= clock.t < 3.5
+
+
+def test_row_compared_with_the_event_and_reply_fields_from_the_contract(legacy_read):
+    reply = {"stream_field": "storedIn", "seq_field": "position", "duplicate_field": "dup"}
+    http = Http(post=(200, json.dumps({"storedIn": "AA_CORE_HOT", "position": 41})))
+    row = {"user_id": "someone-else", "rmssd": 48.3, "check_ok": False}
+    out = run(params(reply=reply), FakeJs([consumer(41, 41)]), http, Db([[row]]))
+    assert out["accepted"] and out["ack"] == {"stream": "AA_CORE_HOT", "seq": 41, "duplicate": None}
+    assert out["reply_errors"] == ["front door POST http://ingest:4101/api/v1/ingest/hrv: the front door's answer "
+                                   "lacks 'dup' (migration.service_contract.reply.duplicate_field); answer: "
+                                   "{'storedIn': 'AA_CORE_HOT', 'position': 41}"]
+    assert out["row_mismatches"] == ["hrv_data.user_id is 'someone-else', the event's userId is 'u1'",
+                                     "hrv_data: check 'abs(ln_rmssd - ln(rmssd)) < 1e-9' does not hold on the row"]
+
+
+def test_a_reply_without_seq_after_the_cutover_fails_in_one_line():
+    http = Http(post=(200, json.dumps({"stream": "AA_CORE_HOT"})))
+    with pytest.raises(JetStreamError) as err:
+        run(params(), FakeJs([consumer(41, 41)]), http, Db([[ROW]]))
+    assert "carries no seq" in str(err.value) and err.value.result["reply_errors"]
