@@ -148,7 +148,7 @@ class Probe(object):
                 lines = [line for line in lines if NO_SAMPLES not in line]
             # only a probe's counters are on their way: without one, one reading is all there is
             if not lines or not self.p.get("probe") or self.clock() - start >= self.timeout:
-                self.out["metrics_checked"] = [m["name"] for _, m in wanted]
+                self.out["metrics_checked"] = [pair[1]["name"] for pair in wanted]
                 return lines
             self.sleep(POLL_SECONDS)
 
@@ -182,8 +182,8 @@ def run(module):
     except JetStreamError as exc:
         module.fail_json(msg=str(exc), **exc.result)
     except Exception as exc:  # noqa: BLE001 - the database or a URL refused us: one line naming it
+        detail = " ".join(str(exc).split())[:300]
         module.fail_json(msg="service contract check: %s (database %s): %s; check migration_endpoints and the "
-                             "migration's database user" % (exc.__class__.__name__, db.where,
-                                                             " ".join(str(exc).split())[:300]))
+                             "migration's database user" % (exc.__class__.__name__, db.where, detail))
     finally:
         db.close()

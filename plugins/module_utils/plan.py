@@ -315,4 +315,3 @@ def _backup(e, m):
         e.text("migration.backup." + where, b.get(where))
         e.duration("migration.backup.max_age", b.get("max_age"), positive=True,
                    what="the oldest backup a migration may start with, e.g. 6h")
-

@@ -128,8 +128,9 @@ class Promql(object):
 
     def live(self, metric, window):
         """Per consumer ``metric`` of the consumers it moved for (standard exporters only; no lab-only series)."""
-        return "(%s and on(%s, %s) (%s))" % (self.per_consumer(self.consumer_series(metric)), self.n["stream"],
-                                            self.n["consumer"], self.moving(metric, window))
+        per_consumer = self.per_consumer(self.consumer_series(metric))
+        return "(%s and on(%s, %s) (%s))" % (per_consumer, self.n["stream"], self.n["consumer"],
+                                             self.moving(metric, window))
 
     def error_ratio(self, window):
         """The runbook's error rate: (retry + dlq) / everything handled, over ``window``. The only copy."""
@@ -189,8 +190,8 @@ class Promql(object):
             "per replica. Only consumers whose backlog moved in the window: a cut-over group's consumer left on the "
             "legacy stream is read and fed by nobody, its frozen backlog is no lag (and it moves again after a rollback).",
             dict(alert="NatsConsumerLag",
-                 expr="%s > %s\nand on(%s, %s) %s" % (self.per_consumer(self.consumer_series("pending")),
-                                                       cl["threshold"], S, C, self.moving("pending", lw)),
+                 expr="%s > %s\nand on(%s, %s) %s" % (
+                     self.per_consumer(self.consumer_series("pending")), cl["threshold"], S, C, self.moving("pending", lw)),
                  **{"for": cl["for"]}, severity=cl["severity"],
                  summary="{{ $labels.%s }}/{{ $labels.%s }} has {{ $value }} pending (limit %s)" % (S, C, cl["threshold"]),
                  action="Investigate, scale up")))

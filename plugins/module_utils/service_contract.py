@@ -66,7 +66,7 @@ def _contract_errors(contract):
         for field in ("stream_field", "seq_field"):
             if not _text(reply.get(field)):
                 out.append("%s.reply.%s: missing; name the field of the front door's answer that carries the %s"
-                           % (key, field, field.split("_")[0]))
+                           % (key, field, field.split("_", maxsplit=1)[0]))
         if "duplicate_field" in reply and not _text(reply.get("duplicate_field")):
             out.append("%s.reply.duplicate_field: empty; name the answer's dedupe flag or drop the key" % key)
     for field, what in (("event_id_field", "the payload key the event's id goes under"),
@@ -265,7 +265,7 @@ def metric_errors(where, text, metric, stream_label):
         return ["%s: the service's /metrics has no %s samples; the contract names it (verify.metric.name)"
                 % (where, name)]
     want = sorted(set((metric.get("labels") or {}).keys()) | {stream_label})
-    missing = [label for label in want if not any(label in labels for labels, _ in found)]
+    missing = [label for label in want if not any(label in pair[0] for pair in found)]
     return ["%s: %s has no sample with the label %r; the contract needs it%s" % (
         where, name, label, " (migration.service_contract.stream_label)" if label == stream_label else
         " (verify.metric.labels)") for label in missing]

@@ -21,8 +21,8 @@ description:
     process is gone from this controller is taken over at once, one held from elsewhere once its heartbeat is older
     than O(lease_lapse).
   - V(release) gives the lease back when this run holds it.
-  - Always reports C(changed=false): the records and the lease are the run's bookkeeping, not the migration's state,
-    so a run that changes nothing else reports C(changed=0).
+  - "Always reports C(changed=false): the records and the lease are the run's bookkeeping, not the migration's state,
+    so a run that changes nothing else reports C(changed=0)."
 options:
   state:
     description: What to do.

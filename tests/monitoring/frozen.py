@@ -45,8 +45,8 @@ def lag_alert(lab, stream_label, state):
 
 def frozen_quiet_then_growing_fires(lab, pending_metric, stream_label, threshold=100, quiet_s=15.0):
     """Returns (seconds the frozen backlog stayed quiet, seconds until the growing one fired)."""
-    created = lab.js("STREAM.CREATE." + STREAM, {"name": STREAM, "subjects": ["monfrozen.>"], "storage": "memory",
-                                                "num_replicas": 1})
+    config = {"name": STREAM, "subjects": ["monfrozen.>"], "storage": "memory", "num_replicas": 1}
+    created = lab.js("STREAM.CREATE." + STREAM, config)
     assert "error" not in created, created
     try:
         made = lab.js("CONSUMER.CREATE.%s.%s" % (STREAM, CONSUMER), {"stream_name": STREAM, "config": {

@@ -20,7 +20,7 @@ from ansible_collections.athlete_ally.nats.plugins.module_utils.subjects import 
 
 
 # -- subjects -------------------------------------------------------------------------------
-@pytest.mark.parametrize("a, b, expected", [
+@pytest.mark.parametrize("left, right, expected", [
     ("vendor.>", "vendor.oura.*", True),
     ("vendor.*", "vendor.oura.webhook", False),
     ("a.*", "a.b", True),
@@ -38,9 +38,9 @@ from ansible_collections.athlete_ally.nats.plugins.module_utils.subjects import 
     ("*.*", "a.>", True),
     ("vendor.o*", "vendor.oura", False),  # a partial wildcard is a literal token
 ])
-def test_overlap(a, b, expected):
-    assert overlap(a, b) is expected
-    assert overlap(b, a) is expected
+def test_overlap(left, right, expected):
+    assert overlap(left, right) is expected
+    assert overlap(right, left) is expected
 
 
 @pytest.mark.parametrize("a, b, expected", [
@@ -592,7 +592,9 @@ def test_a_required_staging_run_must_have_validated_this_topology():
 
 def test_a_mistake_the_plan_names_is_not_named_again_by_the_cluster():
     """plan_errors and live_errors together: one line per mistake (the module returns both)."""
-    both = lambda m, streams: mine(m) + plan.live_errors(m, streams)  # noqa: E731
+    def both(m, streams):
+        return mine(m) + plan.live_errors(m, streams)
+
     no_group = mutated("groups.1.subjects", ["athlete-ally.>"])  # sleep.* in no group, held by the legacy stream
     assert both(no_group, [LEGACY]) == [
         "migration.legacy.subjects: 'sleep.*' is in no group; phase 3 would delete it with the legacy stream: add it "

@@ -126,8 +126,8 @@ class Db(object):
 
 METRICS_OK = ('normalize_messages_total{result="processed",subject="vendor.oura.webhook.received",stream="S"} 1\n'
               'normalize_hrv_messages_total{result="success",stream="S"} 1\n')
-COLUMNS = {"vendor_events": ["event_id", "user_id", "event_type"], "hrv_data": ["event_id", "user_id", "rmssd",
-                                                                                  "captured_at"]}
+COLUMNS = {"vendor_events": ["event_id", "user_id", "event_type"],
+           "hrv_data": ["event_id", "user_id", "rmssd", "captured_at"]}
 
 
 def probe(http, db, clock=None, **over):
