@@ -41,9 +41,10 @@ def migration_rules(migration, monitoring, metrics):
         raise AnsibleFilterError("migration_monitoring.rules is missing %s (see docs/MONITORING.md)" % exc)
 
 
-def migration_queries(migration, monitoring, metrics, kind, window=None, consumers=None):
+def migration_queries(migration, monitoring, metrics, kind, window=None, consumers=None, existing=None):
     """kind: status (the soak's line), message (the status message), required (what a soak checks before its
-    window: series every rule reads, the traffic query that makes the service's counters required, alert names)."""
+    window: series every rule reads, the traffic query that makes the service's counters required, alert names;
+    ``existing``, the stream names there are now: series of streams not created yet are not required)."""
     p = _promql(migration, monitoring, metrics)
     window = window or (monitoring or {}).get("rate_window", "5m")
     if kind == "status":
@@ -52,7 +53,7 @@ def migration_queries(migration, monitoring, metrics, kind, window=None, consume
     if kind == "message":
         return p.message_queries(window)
     if kind == "required":
-        return {"series": [{"what": what, "selector": sel, "if_traffic": t} for what, sel, t in p.required_series()],
+        return {"series": [{"what": what, "selector": sel, "if_traffic": t} for what, sel, t in p.required_series(existing)],
                 "traffic": p.traffic_query(), "alerts": p.alert_names()}
     raise AnsibleFilterError("migration_queries kind must be status, message or required, got %r" % (kind,))
 

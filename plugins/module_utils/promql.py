@@ -279,14 +279,17 @@ class Promql(object):
     def alert_names(self):
         return [rule["alert"] for _c, rule in self.rules()]
 
-    def required_series(self):
+    def required_series(self, existing=None):
         """[(what, selector, if_traffic)] every rule reads, that must exist before a soak window means anything.
         The service's counters carry labels, so they have no series before the first message is handled: they are
-        required once the app's streams stored something in the traffic lookback (``traffic_query``)."""
+        required once the app's streams stored something in the traffic lookback (``traffic_query``). With
+        ``existing`` (the stream names there are now), a stream that does not exist yet (the DLQ before phase 0,
+        at preflight) has no series to require."""
+        dlq = [] if existing is not None and self.dlq not in existing else [
+            ("the exporter's DLQ stream messages", self.dlq_messages(), False)]
         out = [("the exporter's stream last sequence", self.stream_series("last_seq", self.app_streams), False),
                ("the exporter's consumer pending", self.consumer_series("pending"), False),
-               ("the exporter's consumer ack pending", self.consumer_series("ack_pending"), False),
-               ("the exporter's DLQ stream messages", self.dlq_messages(), False),
+               ("the exporter's consumer ack pending", self.consumer_series("ack_pending"), False)] + dlq + [
                ("the service's handled counter", self._sel(self.c["handled"]), True),
                ("the service's stored counter", self._sel(self.c["stored"]), True)]
         # the journal exporter's misrouting gauge has series only for groups already cut over: nothing to require

@@ -43,7 +43,7 @@ def test_inventory_has_the_lab_shape_and_runbook_values(env):
     assert len(v["nats_servers"]) == 3 and all(s.endswith(":4223") for s in v["nats_servers"])
     if env == "production":
         assert v["nats_servers"] == ["nats://nats1.prod:4223", "nats://nats2.prod:4223", "nats://nats3.prod:4223"]
-        assert m["backup"] == {"type": "rds", "instance": "prod-athlete-db"}
+        assert m["backup"] == {"type": "rds", "instance": "prod-athlete-db", "max_age": "6h"}  # runbook: < 6 hours old
     else:
         assert m["staging_binding_check"] is True
 
