@@ -242,6 +242,7 @@ class Replay(object):
         while self.seq <= last_seq and not (limit and self.counts["matched"] >= limit):
             message = self.get(self.seq)
             if message is None or int(message["seq"]) > last_seq:
+                self.seq = last_seq  # walked to the end
                 break
             self.seq = int(message["seq"])
             self.handle(message, filters)

@@ -202,6 +202,7 @@ def test_progress_lines(tmp_path):
     run(FakeJs([letter(s) for s in range(1, 6)]), progress_file=str(path))
     lines = path.read_text().splitlines()
     assert len(lines) == 3 and lines[-1].endswith("done") and "deleted=5" in lines[-1]
+    assert "dlq_seq=5/5" in lines[-1] and "dlq_seq=2/5" in lines[0]
 
 
 def test_bad_filters_fail_in_one_line():
