@@ -4,6 +4,7 @@ here). The venv built from the same lists runs phase 0 on the lab in tests/awx/t
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tarfile
 
@@ -17,7 +18,8 @@ EE = yaml.safe_load((REPO / "execution-environment.yml").read_text())
 
 def requirement_names(path):
     lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
-    return sorted(line.split("==")[0].lower() for line in lines if line)
+    # PEP 503 names: pip's lock writes prometheus_client, a hand-written list prometheus-client
+    return sorted(re.sub(r"[-_.]+", "-", line.split("==")[0]).lower() for line in lines if line)
 
 
 @pytest.fixture(scope="module")
