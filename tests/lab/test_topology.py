@@ -73,18 +73,24 @@ def write_inventory(root):
 
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory):
-    hosts = write_inventory(tmp_path_factory.mktemp("topology"))
-    env = {"ANSIBLE_INVENTORY": hosts, "AA_LAB_INVENTORY": hosts}
+    root = tmp_path_factory.mktemp("topology")
+    hosts = write_inventory(root)
+    # One lab directory for the playbooks, the endpoints and the teardown: the selected lab's (AA_LAB_DIR, a private
+    # lab) or one of this module's own. Without it the playbooks would derive it from this inventory's directory
+    # while labenv read the default lab's env, and the teardown would look for processes in the wrong place and
+    # leave this lab running on the default ports for the next module.
+    lab_dir = Path(os.environ.get("AA_LAB_DIR") or root / "lab")
+    env = {"ANSIBLE_INVENTORY": hosts, "AA_LAB_INVENTORY": hosts, "AA_LAB_DIR": str(lab_dir)}
     down = run_playbook_file(REPO / "playbooks" / "lab_down.yml", ["-e", "lab_wipe=true"], env=env, timeout=180)
     assert down.rc == 0, down.stdout[-3000:]
     up = run_playbook_file(REPO / "playbooks" / "lab_up.yml", env=env, timeout=300)
     assert up.rc == 0, up.stdout[-5000:] + up.stderr[-2000:]
-    lab = Lab(labenv.load(), 0, up)
+    lab = Lab(labenv.load(lab_dir / "env"), 0, up)
     try:
         yield lab, env
     finally:
-        if lab_processes(lab.dir):
-            run_playbook_file(REPO / "playbooks" / "lab_down.yml", env=env, timeout=180)
+        down = run_playbook_file(REPO / "playbooks" / "lab_down.yml", env=env, timeout=180)
+        assert down.rc == 0 and not lab_processes(lab_dir), down.stdout[-3000:]
 
 
 def play(env, name, *args):
