@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-import json
 import re
 import time
 

@@ -287,11 +287,12 @@ class Promql(object):
         at preflight) has no series to require."""
         dlq = [] if existing is not None and self.dlq not in existing else [
             ("the exporter's DLQ stream messages", self.dlq_messages(), False)]
-        out = [("the exporter's stream last sequence", self.stream_series("last_seq", self.app_streams), False),
-               ("the exporter's consumer pending", self.consumer_series("pending"), False),
-               ("the exporter's consumer ack pending", self.consumer_series("ack_pending"), False)] + dlq + [
-               ("the service's handled counter", self._sel(self.c["handled"]), True),
-               ("the service's stored counter", self._sel(self.c["stored"]), True)]
+        exporter = [("the exporter's stream last sequence", self.stream_series("last_seq", self.app_streams), False),
+                    ("the exporter's consumer pending", self.consumer_series("pending"), False),
+                    ("the exporter's consumer ack pending", self.consumer_series("ack_pending"), False)]
+        service = [("the service's handled counter", self._sel(self.c["handled"]), True),
+                   ("the service's stored counter", self._sel(self.c["stored"]), True)]
+        out = exporter + dlq + service
         # the journal exporter's misrouting gauge has series only for groups already cut over: nothing to require
         return out
 

@@ -143,7 +143,7 @@ unreplayable:
   returned: always
   type: int
 messages:
-  description: The matched dead letters (at most 200), with RV(messages[].ack) when republished.
+  description: The matched dead letters (at most 200), each with C(ack) (the stream's acknowledgement) when republished.
   returned: always
   type: list
   elements: dict
