@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import ApiError, JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.client import STREAM_NOT_FOUND, ApiError, JetStreamError
 
 NO_MESSAGE = 10037  # JSNoMessageFoundErr, 404
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF, 400: compare-and-set lost
@@ -74,7 +74,7 @@ class ControlJournal(object):
             reply = self.js.request("STREAM.MSG.GET.%s" % stream_of(self.bucket),
                                     {"last_by_subj": subject_of(self.bucket, key)})
         except ApiError as exc:
-            if exc.err_code in (NO_MESSAGE, 10059):  # no such key / no bucket yet
+            if exc.err_code in (NO_MESSAGE, STREAM_NOT_FOUND):  # no such key / no bucket yet
                 return None, 0
             raise
         msg = reply.get("message") or {}

@@ -119,7 +119,7 @@ def enter(module, js, journal, me, now):
         params = dict(module.params)
         pid = leases.start_heartbeat(lambda: JetStreamClient(params), p["bucket"], me,
                                      _params_seconds(p, "heartbeat_interval"))
-        held = dict(held, heartbeat_pid=pid, heartbeat_pid_start=(leases._proc_stat(pid) or (0, -1))[1])
+        held = dict(held, heartbeat_pid=pid, heartbeat_pid_start=leases.process_start(pid) or -1)
         try:
             _cur, rev = journal.get(leases.KEY)
             journal.put(leases.KEY, held, expect_revision=rev)

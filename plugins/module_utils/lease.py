@@ -93,9 +93,14 @@ def this_run(label=None):
     }
 
 
-def process_alive(pid, started):
+def process_start(pid):
+    """Start time (clock ticks since boot) of a process, or None when it does not exist."""
     stat = _proc_stat(int(pid))
-    return stat is not None and stat[1] == int(started)
+    return None if stat is None else stat[1]
+
+
+def process_alive(pid, started):
+    return process_start(pid) == int(started)
 
 
 def holder_gone(lease, me):

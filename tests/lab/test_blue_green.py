@@ -15,7 +15,6 @@ The soak windows are one look each here (-e migration_soak_seconds=0); make rehe
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -71,11 +70,7 @@ def env_file(lab, name):
 
 
 def start_load(lab, tmp_path):
-    ledger, stop = tmp_path / "ledger.jsonl", tmp_path / "stop"
-    cmd = [sys.executable, str(REPO / "lab" / "loadgen.py"), "--run-id", "bg%s" % uuid.uuid4().hex[:4],
-           "--rate", str(lab.soak["rate_per_s"]), "--vendor-ratio", str(lab.soak["vendor_ratio"]),
-           "--ledger", str(ledger), "--stop-file", str(stop), "--env", str(lab.dir / "env")]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), ledger, stop
+    return lab.start_load_until_stopped(tmp_path, "bg%s" % uuid.uuid4().hex[:4])
 
 
 def finish(lab, load, ledger, stop):

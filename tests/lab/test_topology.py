@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -108,12 +107,7 @@ def stream(lab, name):
 
 def test_three_groups_other_names_one_without_readers_migrate_under_load_nothing_lost(topo, tmp_path):
     lab, env = topo
-    ledger, stop = tmp_path / "ledger.jsonl", tmp_path / "stop"
-    load = subprocess.Popen(
-        [sys.executable, str(REPO / "lab" / "loadgen.py"), "--run-id", "tp%s" % uuid.uuid4().hex[:4],
-         "--rate", str(lab.soak["rate_per_s"]), "--vendor-ratio", str(lab.soak["vendor_ratio"]),
-         "--ledger", str(ledger), "--stop-file", str(stop), "--env", str(lab.dir / "env")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    load, ledger, stop = lab.start_load_until_stopped(tmp_path, "tp%s" % uuid.uuid4().hex[:4])
     try:
         deadline = time.monotonic() + 15
         while not (ledger.exists() and ledger.stat().st_size) and time.monotonic() < deadline:
