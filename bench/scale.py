@@ -43,10 +43,11 @@ sys.path.insert(0, str(REPO / ".collections"))
 import nats  # noqa: E402
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import stream, subject_move  # noqa: E402
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamClient  # noqa: E402
+from ansible_collections.athlete_ally.nats.plugins.module_utils.jetstream_api import JetStreamClient  # noqa: E402
 from ansible_collections.athlete_ally.nats.plugins.modules.jetstream_stream import argument_spec  # noqa: E402
-from tests.support.ansible_run import run_playbook_file  # noqa: E402
-from tests.support.nats_cluster import NatsCluster  # noqa: E402
+from bench import counts  # noqa: E402
+from lab.ansible_run import run_playbook_file  # noqa: E402
+from lab.nats_cluster import NatsCluster  # noqa: E402
 
 LEGACY, TARGET, NOOP = "SCALE_LEGACY", "SCALE_TARGET", "SCALE_NOOP"
 GROUP = ["vendor.>"]
@@ -153,7 +154,9 @@ def noop_tasks(url, replicas, tasks, workdir):
                        for i in range(tasks + 1)]}]
     path = Path(workdir) / "scale-noop.yml"
     path.write_text(yaml.safe_dump(play, sort_keys=False))
-    res = run_playbook_file(path, ["-i", "localhost,"], env={"ANSIBLE_FORKS": "1"}, timeout=900)
+    # every size's playbook appends its tasks and module runs here (main prints the sum)
+    env = counts.callback_env(Path(workdir) / "counts.jsonl", {"ANSIBLE_FORKS": "1"})
+    res = run_playbook_file(path, ["-i", "localhost,"], env=env, timeout=900)
     if res.rc != 0 or res.data is None:
         print(res.stdout[-3000:], res.stderr[-3000:])
         raise RuntimeError("no-op playbook failed (rc %s)" % res.rc)
@@ -228,6 +231,7 @@ def main():
                     cutover(params, False)
         finally:
             cluster.stop()
+        played = counts.totals(counts.read(Path(tmp) / "counts.jsonl")) if not args.no_playbook else None
 
     print()
     print("3-node cluster on loopback, %d CPUs; filler streams R1, migration streams R%d; %d in-process samples, "
@@ -244,6 +248,8 @@ def main():
             print("%-18s %8d %10.1f %8.1f %6.2fx" % (row if size == sizes[0] else "", size, med * 1000,
                                                      p90(values) * 1000, med / base))
     print("times in ms; growth = median / median at %d streams" % sizes[0])
+    if played:
+        print("ansible-playbook runs: %d, %s" % (played["playbooks"], counts.describe(played)))
     for row, desc in ROWS:
         print("  %-18s %s" % (row, desc))
 

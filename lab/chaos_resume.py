@@ -43,7 +43,7 @@ def migration_plan():
 
 def steps_now(lab_env, plan):
     """{phase: step} read the way the playbooks read it."""
-    from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamClient
+    from ansible_collections.athlete_ally.nats.plugins.module_utils.jetstream_api import JetStreamClient
     from ansible_collections.athlete_ally.nats.plugins.module_utils.migration_state import read
 
     params = dict(servers=lab_env["NATS_URL"].split(","), user=lab_env["NATS_USER"],

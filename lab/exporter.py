@@ -34,7 +34,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import re
 import sys
 import threading
 import time
@@ -43,16 +42,23 @@ from pathlib import Path
 from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 
-JOURNAL_KEY = re.compile(r"^aa\.migration\.phase(\d+)\.(\w+_at)$")
+
+def _module_util(name):
+    """A module_utils file loaded by path (the exporter runs outside Ansible's collection loader)."""
+    path = Path(__file__).resolve().parents[1] / "plugins" / "module_utils" / ("%s.py" % name)
+    spec = importlib.util.spec_from_file_location("aa_" + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The journal's format lives in one module (docs/JOURNAL.md), the one the modules write it with.
+JOURNAL = _module_util("journal")
 
 
 def conventions():
-    """promql.CONVENTIONS, loaded from its file (the exporter runs outside Ansible's collection loader)."""
-    path = Path(__file__).resolve().parents[1] / "plugins" / "module_utils" / "promql.py"
-    spec = importlib.util.spec_from_file_location("aa_promql", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.CONVENTIONS
+    """promql.CONVENTIONS, loaded from its file."""
+    return _module_util("promql").CONVENTIONS
 
 
 class Snapshot(object):
@@ -64,27 +70,19 @@ class Snapshot(object):
 
 def journal(metadata):
     """(phase, event, seconds) for every timestamp entry of the journal in a stream's metadata."""
-    out = []
-    for key, value in (metadata or {}).items():
-        m = JOURNAL_KEY.match(key)
-        if m:
-            try:
-                out.append((m.group(1), m.group(2), float(value)))
-            except ValueError:
-                continue
-    return out
+    return [(str(phase), event, float(seconds)) for phase, event, seconds in JOURNAL.times(metadata)]
 
 
 def cut_over_phases(legacy_meta, new_meta_by_phase):
     """{phase: cutover_seq} of the groups cut over and not rolled back since (journal rules, docs/JOURNAL.md)."""
     out = {}
     for phase, meta in new_meta_by_phase.items():
-        at = legacy_meta.get("aa.migration.phase%s.cutover_at" % phase) or meta.get(
-            "aa.migration.phase%s.cutover_at" % phase)
-        seq = meta.get("aa.migration.phase%s.cutover_seq" % phase)
-        back = legacy_meta.get("aa.migration.phase%s.rolled_back_at" % phase)
-        if at and seq and not (back and float(back) >= float(at)):
-            out[phase] = int(seq)
+        legacy, new = JOURNAL.fields(legacy_meta, phase), JOURNAL.fields(meta, phase)
+        at = JOURNAL.journal_time(legacy, "cutover_at") or JOURNAL.journal_time(new, "cutover_at")
+        seq = JOURNAL.number(new.get("cutover_seq"))
+        back = JOURNAL.journal_time(legacy, "rolled_back_at")
+        if at and seq and not (back and back >= at):
+            out[phase] = seq
     return out
 
 

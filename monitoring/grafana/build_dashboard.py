@@ -36,7 +36,11 @@ def panels(inventory="production"):
     promql = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(promql)
     group_vars = REPO / "inventories" / inventory / "group_vars" / "all"
-    migration = yaml.safe_load((group_vars / "migration.yml").read_text())["migration"]
+    # Promql reads streams, groups and consumers only: the shared topology where the inventory links it (staging,
+    # production: their migration.yml names its parts as templates), the lab's migration.yml (plain data) otherwise.
+    shared = group_vars / "migration_topology.yml"
+    migration = (yaml.safe_load(shared.read_text())["migration_topology"] if shared.exists()
+                 else yaml.safe_load((group_vars / "migration.yml").read_text())["migration"])
     monitoring = yaml.safe_load((group_vars / "monitoring.yml").read_text())
     metrics = dict(monitoring["migration_metrics"])
     if inventory == "lab":

@@ -109,13 +109,13 @@ class Supervisor:
 def read_env_text(path):
     if not os.path.exists(path):
         return ""
-    with open(path) as handle:
+    with open(path, encoding="utf-8", newline="") as handle:  # as the services read it (module_utils/env_file.py)
         return handle.read()
 
 
 def write_env_file(path, text):
     tmp = path + ".tmp"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8", newline="") as out:
         out.write(text)
     os.replace(tmp, path)  # a kill never leaves half a file for the next start to read
 

@@ -10,35 +10,22 @@ its JSON text ("true", "3"), and null means "remove the variable".
 
 from __future__ import annotations
 
-import json
-
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.athlete_ally.nats.plugins.module_utils import env_file
+from ansible_collections.athlete_ally.nats.plugins.module_utils.env_file import env_text
+
 START_MARKER = "=== service starting"  # what lab/services/common.py logs when a service starts
-ENV_FILE_HEADER = "Environment of %s (read at start; change it with service_driver set_env)"
 
 
-def env_text(value):
-    """The text a non-null env value is stored as (like Jinja ``v if v is string else v | to_json``)."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-# ---- env files of the lab services ----------------------------------------------------------------------------------
+# ---- env files of the lab services: the format is module_utils/env_file.py's, shared with the services ---------------
 
 def env_file_parse(text):
-    """KEY=VALUE lines as a dict; blank lines, '#' comments and lines without '=' are skipped.
-
-    Only the key is trimmed: the value is everything after the first '=' (more '=' and quotes are part of it),
-    because the lab services read the file the same way and take quotes literally.
-    """
-    env = {}
-    for line in (text or "").splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        env[key.strip()] = value
-    return env
+    """An env file's text as a dict (the format: module_utils/env_file.py)."""
+    try:
+        return env_file.parse(text)
+    except ValueError as exc:
+        raise AnsibleFilterError("env_file_parse: %s" % exc)
 
 
 def env_merge(current, changes):
@@ -53,18 +40,12 @@ def env_merge(current, changes):
 
 
 def env_file_render(env, service):
-    """The env file of ``service``: a header comment, then KEY=VALUE lines sorted by key (case-insensitively).
-
-    A newline in a value, or '=' or a newline in a key, would not read back as the same variable, so it is refused.
-    """
-    lines = ["# " + ENV_FILE_HEADER % service]
-    for key, value in sorted((env or {}).items(), key=lambda kv: str(kv[0]).lower()):
-        key, value = str(key), env_text(value)
-        if "=" in key or "\n" in key or "\r" in key or "\n" in value or "\r" in value:
-            raise AnsibleFilterError("env_file_render: %r=%r cannot be written as one KEY=VALUE line of an env "
-                                     "file" % (key, value))
-        lines.append("%s=%s" % (key, value))
-    return "\n".join(lines) + "\n"
+    """The env file of ``service``: a header comment, then KEY=VALUE lines sorted by key (case-insensitively);
+    refuses what would not read back as the same variables (module_utils/env_file.py)."""
+    try:
+        return env_file.render(env, service)
+    except ValueError as exc:
+        raise AnsibleFilterError("env_file_render: %s" % exc)
 
 
 # ---- logs of the lab services ---------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ import re
 import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import config_diff, durations
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import (
-    CONSUMER_ALREADY_EXISTS, CONSUMER_DOES_NOT_EXIST, CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, ApiError, JetStreamError,
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import (
+    CONSUMER_ALREADY_EXISTS, CONSUMER_DOES_NOT_EXIST, CONSUMER_NOT_FOUND, STREAM_NOT_FOUND, ApiError, JetStreamError)
+from ansible_collections.athlete_ally.nats.plugins.module_utils.jetstream_api import (
     recheck_consumer_config, recheck_consumer_deleted)
 
 PAUSE_MIN_VERSION = (2, 11, 0)
@@ -110,13 +111,6 @@ def normalize_time(value, field="time"):
     return out + "Z"
 
 
-def _nanos(value, option):
-    try:
-        return durations.to_nanos(value, option)
-    except ValueError as exc:
-        raise JetStreamError(str(exc))
-
-
 def task_changes(params):
     """The task's explicit consumer settings as server config fields (None = left out = keep live)."""
     changes = {}
@@ -125,9 +119,9 @@ def task_changes(params):
         if value is None:
             continue
         if option in DURATION_FIELDS:
-            value = _nanos(value, option)
+            value = durations.option_nanos(value, option)
         elif option == "backoff":
-            value = [_nanos(v, "backoff") for v in value]
+            value = [durations.option_nanos(v, "backoff") for v in value]
         elif option == "opt_start_time":
             value = normalize_time(value, option)
         elif option == "metadata":

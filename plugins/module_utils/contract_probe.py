@@ -24,8 +24,9 @@ from __future__ import annotations
 import json
 import time
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils import drain, service_contract, verify
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError, fmt_seconds
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, service_contract, verify
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import fmt_seconds
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
 
 POLL_SECONDS = 0.25
 NO_SAMPLES = "/metrics has no "  # service_contract.metric_errors' line for a family without samples
@@ -53,7 +54,7 @@ class Probe(object):
         self.query = query
         self.sleep = sleep
         self.clock = clock
-        self.timeout = drain.seconds_option(params["stall_timeout"], "stall_timeout", allow_zero=False)
+        self.timeout = durations.wait_seconds(params["stall_timeout"], "stall_timeout", allow_zero=False)
         self.out = dict(changed=False, errors=[], probes={}, tables={}, metrics_checked=[], unproven=[])
 
     def groups(self):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import STREAM_NOT_FOUND, ApiError, JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import STREAM_NOT_FOUND, ApiError, JetStreamError
 
 NO_MESSAGE = 10037  # JSNoMessageFoundErr, 404
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF, 400: compare-and-set lost

@@ -29,8 +29,8 @@ import datetime
 import re
 import time
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import ApiError, JetStreamError
-from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import duration_option, to_nanos
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import ApiError, JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import to_nanos
 from ansible_collections.athlete_ally.nats.plugins.module_utils.publish import backoff, parse_ack
 from ansible_collections.athlete_ally.nats.plugins.module_utils.subjects import covered, overlap, subject_problem
 
@@ -43,27 +43,6 @@ except ImportError:  # pragma: no cover - the runner reports the missing library
 NO_MESSAGE_FOUND = 10037  # JSNoMessageFoundErr: nothing at or after the seq (or the seq is deleted)
 MSG_ID = "Nats-Msg-Id"
 LISTED_MAX = 200  # dead letters listed in the result (the counts cover all of them)
-
-
-def dlq_replay_argument_spec():
-    return dict(
-        stream=dict(type="str", required=True),
-        original_subject_header=dict(type="str", required=True),
-        reason_header=dict(type="str"),
-        identity_header=dict(type="str", default=MSG_ID),
-        id_prefix=dict(type="str", default="replay:"),
-        strip_headers=dict(type="list", elements="str", default=[]),
-        subjects=dict(type="list", elements="str", default=[]),
-        since=dict(type="str"),
-        up_to=dict(type="str"),
-        reason=dict(type="str"),
-        max_messages=dict(type="int", default=0),
-        publish_retries=dict(type="int", default=5),
-        retry_delay=duration_option(default=0.25),
-        retry_max_delay=duration_option(default=5.0),
-        progress_file=dict(type="path"),
-        progress_every=dict(type="int", default=50),
-    )
 
 
 # -- pure helpers (unit-tested) -------------------------------------------------------------------------------

@@ -20,20 +20,8 @@ import datetime
 import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import durations
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError, fmt_seconds
-
-NANOS_PER_SECOND = 10 ** 9
-
-
-def seconds_option(value, option, allow_zero=True):
-    """A duration option of a wait in seconds; a JetStreamError naming the option when it is not one."""
-    try:
-        nanos = durations.to_nanos(value, option)
-    except ValueError as exc:
-        raise JetStreamError(str(exc))
-    if nanos is None or nanos < 0 or (nanos == 0 and not allow_zero):
-        raise JetStreamError("%s must be a positive duration, got %r" % (option, value))
-    return nanos / float(NANOS_PER_SECOND)
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import fmt_seconds
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
 
 
 def counts(info):
@@ -78,9 +66,9 @@ class Drain(object):
         self.stream = p["stream"]
         self.consumer = p["consumer"]
         self.until = p.get("until_stream_seq")
-        self.timeout = seconds_option(p["timeout"], self.names["timeout"])
-        self.poll_interval = seconds_option(p["poll_interval"], "poll_interval")
-        self.stall_timeout = seconds_option(p["stall_timeout"], self.names["stall_timeout"])
+        self.timeout = durations.wait_seconds(p["timeout"], self.names["timeout"])
+        self.poll_interval = durations.wait_seconds(p["poll_interval"], "poll_interval")
+        self.stall_timeout = durations.wait_seconds(p["stall_timeout"], self.names["stall_timeout"])
         self.stable_polls = p["stable_polls"]
         self.progress_file = p.get("progress_file")
         if self.stable_polls < 1:

@@ -5,12 +5,16 @@
 
 Every duration option of every module is declared with ``duration_option()`` and read with ``to_nanos`` (what
 JetStream stores) or ``to_seconds`` (what the modules wait for), so "2m", "120s", 120 and 120.0 mean the same
-everywhere.
+everywhere. The ``option_*``/``wait_seconds`` readers fail the task naming the option; ``humanize``, ``fmt_seconds``
+and ``ago`` write durations back for messages. The one place for all of this: filters (plugins/filter/durations.py)
+and modules only call it.
 """
 
 from __future__ import annotations
 
 import re
+
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
 
 NANOS = {"ns": 1, "us": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10 ** 9,
          "h": 3600 * 10 ** 9, "d": 86400 * 10 ** 9, "w": 7 * 86400 * 10 ** 9}
@@ -41,6 +45,33 @@ def to_seconds(value, field="duration"):
     return None if nanos is None else nanos / float(NANOS["s"])
 
 
+def option_seconds(value, option, default=None):
+    """A task option's duration in seconds, ``default`` when unset or empty; a task failure naming the option."""
+    if value is None or value == "":
+        return None if default is None else float(default)
+    try:
+        return to_seconds(value, option)
+    except ValueError as exc:
+        raise JetStreamError(str(exc))
+
+
+def option_nanos(value, option):
+    """A task option's duration in nanoseconds (None when unset), for server config; a failure naming the option."""
+    try:
+        return to_nanos(value, option)
+    except ValueError as exc:
+        raise JetStreamError(str(exc))
+
+
+def wait_seconds(value, option, allow_zero=True):
+    """A task option's wait (timeout, poll interval) in seconds: set, not negative, and more than 0 unless
+    ``allow_zero``; else a task failure naming the option."""
+    nanos = option_nanos(value, option)
+    if nanos is None or nanos < 0 or (nanos == 0 and not allow_zero):
+        raise JetStreamError("%s must be a positive duration, got %r" % (option, value))
+    return nanos / float(NANOS["s"])
+
+
 def duration_option(**kwargs):
     """Argument spec of a duration option (document it as ``type: raw``); keyword arguments as for any option.
 
@@ -59,6 +90,21 @@ def params_to_seconds(module, *names):
             module.params[name] = to_seconds(module.params[name], name)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
+
+
+def fmt_seconds(value):
+    """Seconds as messages say them: 30.0 -> "30", 0.25 -> "0.25"."""
+    return "%g" % round(value, 2)
+
+
+def ago(seconds):
+    """An age for messages, coarse as a human reads it: "45s", "12m", "3.5h" (never negative)."""
+    seconds = int(max(0, seconds))
+    if seconds < 120:
+        return "%ds" % seconds
+    if seconds < 7200:
+        return "%dm" % (seconds // 60)
+    return "%.1fh" % (seconds / 3600.0)
 
 
 def humanize(nanos):

@@ -17,20 +17,13 @@ from __future__ import annotations
 import time
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import lease as leases
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamClient, JetStreamError
 from ansible_collections.athlete_ally.nats.plugins.module_utils.control import Conflict, ControlJournal
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import ago
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.jetstream_api import JetStreamClient
 
 PREFLIGHT = "preflight"
 SKIPPED = "preflight_skipped"
-
-
-def _ago(seconds):
-    seconds = int(max(0, seconds))
-    if seconds < 120:
-        return "%ds" % seconds
-    if seconds < 7200:
-        return "%dm" % (seconds // 60)
-    return "%.1fh" % (seconds / 3600.0)
 
 
 def decide(record, digest, now, valid_for):
@@ -43,12 +36,14 @@ def decide(record, digest, now, valid_for):
     age = now - float(record.get("passed_at") or 0)
     if age > valid_for:
         return False, ("the last passed preflight of this plan is %s old (%s), more than migration.preflight_valid_for "
-                       "(%s)" % (_ago(age), leases.iso(record.get("passed_at") or 0), _ago(valid_for)))
-    return True, "preflight of this plan passed %s ago (%s)" % (_ago(age), leases.iso(record.get("passed_at")))
+                       "(%s)" % (ago(age), leases.iso(record.get("passed_at") or 0), ago(valid_for)))
+    return True, "preflight of this plan passed %s ago (%s)" % (ago(age), leases.iso(record.get("passed_at")))
 
 
-def _params_seconds(p, name):
-    return float(p[name])  # the module converted every duration option to seconds
+def check_params(params):
+    """What the argument spec cannot say: entering with the preflight required needs the plan's digest."""
+    if params["state"] == "enter" and params["require_preflight"] and not params["digest"]:
+        raise JetStreamError("migration_gate: digest is required to check the preflight (state=enter)")
 
 
 def run(module, js):
@@ -67,7 +62,7 @@ def run(module, js):
         journal.put(PREFLIGHT, record)
         return dict(changed=False, record=record,
                     msg="preflight passed for plan %s: phases may run until %s (migration.preflight_valid_for)"
-                        % (p["digest"][:12], leases.iso(now + _params_seconds(p, "valid_for"))))
+                        % (p["digest"][:12], leases.iso(now + p["valid_for"])))
     if p["state"] == "release":
         if check:
             return dict(changed=False, msg="check mode: no lease was taken")
@@ -83,7 +78,7 @@ def enter(module, js, journal, me, now):
     result = dict(changed=False)
     if p["require_preflight"]:
         record, _rev = journal.get(PREFLIGHT)
-        ok, reason = decide(record, p["digest"], now, _params_seconds(p, "valid_for"))
+        ok, reason = decide(record, p["digest"], now, p["valid_for"])
         result.update(preflight=record, preflight_ok=ok, preflight_reason=reason)
         if not ok:
             hint = "run '%s' first" % p["preflight_command"]
@@ -104,7 +99,7 @@ def enter(module, js, journal, me, now):
     if check:
         return dict(result, msg="check mode: no lease taken")
     journal.ensure()
-    lapse = _params_seconds(p, "lease_lapse")
+    lapse = p["lease_lapse"]
     try:
         verdict, reason, held = leases.acquire(journal, me, lapse, now)
     except Conflict:
@@ -118,7 +113,7 @@ def enter(module, js, journal, me, now):
     if verdict != "renew" or not heartbeat_alive:
         params = dict(module.params)
         pid = leases.start_heartbeat(lambda: JetStreamClient(params), p["bucket"], me,
-                                     _params_seconds(p, "heartbeat_interval"))
+                                     p["heartbeat_interval"])
         held = dict(held, heartbeat_pid=pid, heartbeat_pid_start=leases.process_start(pid) or -1)
         try:
             _cur, rev = journal.get(leases.KEY)

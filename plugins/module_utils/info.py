@@ -14,7 +14,8 @@ import asyncio
 import json
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, waiter
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamClient, JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.jetstream_api import JetStreamClient
 
 GATHER_CHOICES = ["cluster", "account", "streams", "stream", "consumer"]
 JSZ_SUBJECT = "$SYS.REQ.SERVER.PING.JSZ"
@@ -23,28 +24,6 @@ SYSTEM_HINT = ("set system_user/system_password or system_creds_file to a system
 # After the first server answered, how long to wait for the others when the cluster size is unknown
 # or a server is down (every live server answers within a few milliseconds).
 STRAGGLER_WAIT = 1.0
-
-
-def info_argument_spec():
-    return dict(
-        gather=dict(type="list", elements="str", choices=GATHER_CHOICES),
-        stream=dict(type="str"),
-        consumer=dict(type="str"),
-        system_user=dict(type="str"),
-        system_password=dict(type="str", no_log=True),
-        system_creds_file=dict(type="path"),
-        wait_for=dict(type="str", choices=sorted(WAIT_CONDITIONS)),
-        max_pending=dict(type="int", default=0),
-        timeout=durations.duration_option(default=30),
-    )
-
-
-INFO_MODULE_KWARGS = dict(
-    supports_check_mode=True,
-    required_together=[["system_user", "system_password"]],
-    mutually_exclusive=[["system_user", "system_creds_file"]],
-    required_by=dict(consumer=["stream"]),
-)
 
 
 # What a cluster converges to (wait_for): whether it holds on the gathered facts, and what is still missing.

@@ -13,80 +13,24 @@ from __future__ import annotations
 
 import datetime
 import functools
+import math
 import time
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils import waiter
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils import journal, waiter
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
 from ansible_collections.athlete_ally.nats.plugins.module_utils.config_diff import own_subjects
 
-PREFIX = "aa.migration."
-# In the order a phase goes through them; rolled_back sorts with not_started (nothing of the group is moved).
+# In the order a phase goes through them; rolled_back sorts with not_started (nothing of the group is moved) and
+# in_limbo (a move interrupted between its two updates) between bound and cut_over. Every decision a playbook takes
+# on a step comes from plan() below, derived from this list: no task file spells steps or their order.
 STEPS = ["not_started", "rolled_back", "shadow_ready", "bound", "in_limbo", "cut_over", "caught_up", "verified",
          "complete"]
-CUT_OVER_STEPS = ("cut_over", "caught_up", "verified", "complete")
+# A group's path through a phase: the steps a run of it goes through (rolled_back and in_limbo are states a run
+# starts from, never steps it reaches).
+PATH = [s for s in STEPS if s not in ("rolled_back", "in_limbo")]
+CUT_OVER_STEPS = tuple(STEPS[STEPS.index("cut_over"):])
 # A pull consumer whose last ack is this recent counts as read even between two pull requests.
 READER_ACTIVE_SECONDS = 5.0
-
-
-# -- journal --------------------------------------------------------------------------------
-def journal_key(phase, field):
-    return "%sphase%s.%s" % (PREFIX, phase, field)
-
-
-def journal_of(info, phase):
-    """``{field: value}`` of one phase's journal entries in a stream info (or {})."""
-    meta = ((info or {}).get("config") or {}).get("metadata") or {}
-    head = "%sphase%s." % (PREFIX, phase)
-    return {k[len(head):]: v for k, v in meta.items() if k.startswith(head)}
-
-
-def journal_time(entry, field):
-    try:
-        return int(entry.get(field) or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def now_epoch():
-    return int(time.time())
-
-
-def move_journal(record, phase):
-    """``journal(cutover_seq) -> (entries for the stream giving the subjects up, entries for the one taking them)``
-    for jetstream_subject_move: the record goes into the same two updates as the move it records."""
-    at = now_epoch()
-    phase = int(phase)
-
-    def cutover(cutover_seq):
-        dst = {journal_key(phase, "cutover_at"): at}
-        if cutover_seq is not None:
-            dst[journal_key(phase, "cutover_seq")] = cutover_seq
-        return {PREFIX + "phase": phase, journal_key(phase, "cutover_at"): at}, dst
-
-    def rollback(_cutover_seq):
-        return ({journal_key(phase, "rolled_back_at"): at},
-                {journal_key(phase, "rolled_back_at"): at, PREFIX + "phase": phase - 1})
-
-    return cutover if record == "cutover" else rollback
-
-
-def missing_move_record(record, phase, from_info, to_info):
-    """Entries the stream taking the subjects lacks when the move itself is already done (an older run, or a
-    run killed after a move that did not record it): derived from the streams, to be written with a warning."""
-    if record == "cutover":
-        have = journal_of(to_info, phase)
-        out = {}
-        if not have.get("cutover_seq"):
-            # The legacy stream's last seq now bounds the cut-over seq from above.
-            out[journal_key(phase, "cutover_seq")] = str(((from_info or {}).get("state") or {}).get("last_seq", 0))
-        if not have.get("cutover_at"):
-            # Now is the latest the cut-over can have been: the retention clock never starts too early.
-            out[journal_key(phase, "cutover_at")] = str(now_epoch())
-        return out
-    back = journal_time(journal_of(to_info, phase), "rolled_back_at")
-    if back and back >= journal_time(journal_of(from_info, phase), "cutover_at"):
-        return {}
-    return {journal_key(phase, "rolled_back_at"): str(now_epoch()), PREFIX + "phase": str(int(phase) - 1)}
 
 
 # -- subjects -------------------------------------------------------------------------------
@@ -159,11 +103,11 @@ def _sources(new_info, legacy_name):
 def derive_step(group):
     """The step a group is at, from its placement, sources, consumers and journal."""
     where = set(group["placement"].values())
-    journal = group["journal"]
-    cut_at = journal_time(journal, "cutover_at")
+    entry = group["journal"]
+    cut_at = journal.journal_time(entry, "cutover_at")
     if where == {"legacy"}:
         if not group["exists"]:
-            back = journal_time(group["legacy_journal"], "rolled_back_at")
+            back = journal.journal_time(group["legacy_journal"], "rolled_back_at")
             return "rolled_back" if back else "not_started"
         consumers = group["consumers"].values()
         if not all(c["new"]["exists"] for c in consumers):
@@ -173,22 +117,96 @@ def derive_step(group):
         return "in_limbo"
     if group["sources"]:
         return "cut_over"
-    if cut_at and journal_time(journal, "completed_at") >= cut_at:
+    if cut_at and journal.journal_time(entry, "completed_at") >= cut_at:
         return "complete"
-    if cut_at and journal_time(journal, "verified_at") >= cut_at:
+    if cut_at and journal.journal_time(entry, "verified_at") >= cut_at:
         return "verified"
     return "caught_up"
 
 
-def group_state(js, spec, legacy_name, legacy_info):
+# -- what is left, and the clocks ---------------------------------------------------------------
+def _rank(step):
+    return STEPS.index("not_started" if step == "rolled_back" else step)
+
+
+def clock(start, seconds, now):
+    """``(at, reached, seconds_left)`` of a wait of ``seconds`` from the journal time ``start`` (Unix seconds):
+    ``(None, False, None)`` when either is unknown, so a clock without its start never runs out."""
+    if not start or seconds is None:
+        return None, False, None
+    at = int(start) + int(seconds)
+    left = max(0, math.ceil(at - now))  # whole seconds, rounded up: "0 left" means it has run out
+    return at, now >= at, left
+
+
+def rollback_left(group):
+    """What a rollback of the group still has to do: subjects to move back, the shadow sources to stop, what the
+    new stream's consumers hold (``{name: {pending, ack_pending}}``), and whether the new stream is still there."""
+    return dict(
+        subjects=[s for s, where in group["placement"].items() if where != "legacy"],
+        sources=bool(group["sources"]),
+        consumers={name: dict(pending=c["new"].get("num_pending", 0), ack_pending=c["new"].get("num_ack_pending", 0))
+                   for name, c in group["consumers"].items() if c["new"].get("behind", 0) > 0},
+        stream=group["exists"],
+    )
+
+
+def plan(group, now, legacy_retention=None, blue_keep=None):
+    """The group's plan, from STEPS and its journal: what a run of its phase still does and when its clocks run out.
+
+    ``cutover_ahead``: the steps before the cut-over (shadow, bind, verification) are still to do; ``moved``: the
+    subjects are on the new stream; ``verify_ahead``: the post-cut-over verification is still to do. The legacy
+    stream may be deleted ``legacy_retention`` seconds after the cut-over (Day 14), blue removed ``blue_keep``
+    seconds after it was scaled down (Step 2.10); ``now`` is Unix seconds (the caller's clock, one per read)."""
+    step = group["step"]
+    rank = _rank(step)
+    left = [s for s in PATH if _rank(s) > rank]
+    cut_at = journal.journal_time(group["journal"], "cutover_at") or None
+    blue_at = journal.journal_time(group["journal"], "blue_scaled_down_at") or None
+    delete_at, delete_ok, delete_left = clock(cut_at, legacy_retention, now)
+    blue_remove_at, blue_ok, blue_left = clock(blue_at, blue_keep, now)
+    return dict(
+        next_step=left[0] if left else None,
+        steps_left=left,
+        cutover_ahead=rank < _rank("in_limbo"),
+        moved=step in CUT_OVER_STEPS,
+        verify_ahead=rank < _rank("verified"),
+        complete=step == "complete",
+        cutover_at=cut_at,
+        cutover_seq=journal.number(group["journal"].get("cutover_seq")) or None,
+        delete_allowed_at=delete_at, delete_allowed=delete_ok, delete_seconds_left=delete_left,
+        blue_scaled_down_at=blue_at,
+        blue_remove_at=blue_remove_at, blue_removable=blue_ok, blue_seconds_left=blue_left,
+        rollback_left=rollback_left(group),
+    )
+
+
+def legacy_delete(groups, now, legacy_retention=None):
+    """Phase 3's decision (Day 14): every group cut over with its record, the latest cut-over, and whether the
+    retention after it has run out. ``groups``: the group states of read()."""
+    moved = all(g["plan"]["moved"] for g in groups)
+    missing = sorted(g["phase"] for g in groups if g["journal_missing"] or not g["plan"]["moved"])
+    cut_at = max([g["plan"]["cutover_at"] or 0 for g in groups] or [0]) or None
+    at, allowed, left = clock(cut_at, legacy_retention, now)
+    return dict(
+        ready=moved and not missing, not_ready_phases=missing,
+        cutover_at=cut_at,
+        cutover_seq=max([g["plan"]["cutover_seq"] or 0 for g in groups] or [0]),
+        retention_seconds=legacy_retention,
+        allowed_at=at, allowed=bool(moved and not missing and allowed), seconds_left=left,
+    )
+
+
+def group_state(js, spec, legacy_name, legacy_info, now=None, legacy_retention=None, blue_keep=None):
+    now = time.time() if now is None else now
     new_info = js.stream_info(spec["stream"])
     names = [c["name"] if isinstance(c, dict) else c for c in spec.get("consumers") or []]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    at = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
     consumers = {}
     for name in names:
         consumers[name] = dict(
-            legacy=consumer_state(js.consumer_info(legacy_name, name) if legacy_info else None, now),
-            new=consumer_state(js.consumer_info(spec["stream"], name) if new_info else None, now))
+            legacy=consumer_state(js.consumer_info(legacy_name, name) if legacy_info else None, at),
+            new=consumer_state(js.consumer_info(spec["stream"], name) if new_info else None, at))
     where = placement(spec["subjects"], (legacy_info or {}).get("config"), (new_info or {}).get("config"))
     group = dict(
         phase=int(spec["phase"]), stream=spec["stream"], subjects=list(spec["subjects"]),
@@ -199,8 +217,8 @@ def group_state(js, spec, legacy_name, legacy_info):
         in_limbo=[s for s in spec["subjects"] if where[s] == "neither"],
         sources=_sources(new_info, legacy_name),
         consumers=consumers,
-        journal=journal_of(new_info, spec["phase"]),
-        legacy_journal=journal_of(legacy_info, spec["phase"]),
+        journal=journal.journal_of(new_info, spec["phase"]),
+        legacy_journal=journal.journal_of(legacy_info, spec["phase"]),
         new_subjects=own_subjects((new_info or {}).get("config") or {}),
         last_seq=((new_info or {}).get("state") or {}).get("last_seq", 0),
     )
@@ -210,28 +228,47 @@ def group_state(js, spec, legacy_name, legacy_info):
                              % (legacy_name, spec["stream"], [s for s, w in where.items() if w == "both"]))
     group["step"] = derive_step(group)
     group["behind"] = sum(c["new"].get("behind", 0) for c in consumers.values())
-    group["journal_missing"] = (missing_move_record("cutover", group["phase"], legacy_info, new_info)
+    group["journal_missing"] = (journal.missing_move_record("cutover", group["phase"], legacy_info, new_info, now)
                                 if group["step"] in CUT_OVER_STEPS else {})
+    group["plan"] = plan(group, now, legacy_retention, blue_keep)
     return group
 
 
-def read(js, legacy_name, groups):
-    """The whole migration: legacy stream and every group, keyed by phase (as strings, for Jinja)."""
+def read(js, legacy_name, groups, now=None, legacy_retention=None, blue_keep=None):
+    """The whole migration: legacy stream and every group. ``groups`` is keyed by phase (a JSON object's keys are
+    strings: look a group up with group_of, or take ``last``, the group with the highest phase); each group carries
+    its ``phase`` as an int. ``now`` (Unix seconds) is the one clock of the read."""
+    now = time.time() if now is None else now
     legacy_info = js.stream_info(legacy_name)
     legacy_cfg = (legacy_info or {}).get("config") or {}
-    out = dict(
+    ordered = [group_state(js, spec, legacy_name, legacy_info, now, legacy_retention, blue_keep)
+               for spec in sorted(groups, key=lambda g: int(g["phase"]))]
+    moved = [g["phase"] for g in ordered if g["step"] in CUT_OVER_STEPS]
+    blue = [g["plan"] for g in ordered if g["plan"]["blue_scaled_down_at"]]
+    return dict(
         legacy=dict(name=legacy_name, exists=legacy_info is not None, subjects=own_subjects(legacy_cfg),
                     last_seq=((legacy_info or {}).get("state") or {}).get("last_seq", 0),
                     messages=((legacy_info or {}).get("state") or {}).get("messages", 0),
-                    phase=int((legacy_cfg.get("metadata") or {}).get(PREFIX + "phase") or 0)),
-        groups={},
+                    phase=journal.legacy_phase(legacy_cfg.get("metadata"))),
+        groups={str(g["phase"]): g for g in ordered},
+        phase=max(moved) if moved else 0,
+        steps={str(g["phase"]): g["step"] for g in ordered},
+        first_phase=ordered[0]["phase"] if ordered else None,
+        last_phase=ordered[-1]["phase"] if ordered else None,
+        last=ordered[-1] if ordered else None,
+        # the subjects of the groups whose cut-over is still ahead: all the legacy stream may still own
+        unmoved_subjects=[s for g in ordered if g["plan"]["cutover_ahead"] for s in g["subjects"]],
+        all_complete=all(g["plan"]["complete"] for g in ordered),
+        legacy_delete=legacy_delete(ordered, now, legacy_retention),
+        # Step 2.10's clock, on the group that recorded it (the last one under option B)
+        blue=dict((k[len("blue_"):], v) for k, v in blue[-1].items() if k.startswith("blue_")) if blue else dict(
+            scaled_down_at=None, remove_at=None, removable=False, seconds_left=None),
     )
-    for spec in sorted(groups, key=lambda g: int(g["phase"])):
-        out["groups"][str(spec["phase"])] = group_state(js, spec, legacy_name, legacy_info)
-    moved = [int(p) for p, g in out["groups"].items() if g["step"] in CUT_OVER_STEPS]
-    out["phase"] = max(moved) if moved else 0
-    out["steps"] = {p: g["step"] for p, g in out["groups"].items()}
-    return out
+
+
+def group_of(state, phase):
+    """One group of a read() result by its phase (int or numeric string, as ``-e migration_phase=N`` gives it)."""
+    return state["groups"].get(str(int(phase)))
 
 
 # -- waiting --------------------------------------------------------------------------------
@@ -273,18 +310,28 @@ class Stalled(Exception):
         self.line, self.last, self.seconds = line, last, seconds
 
 
-def wait_for(js, legacy_name, groups, phase, condition, timeout, poll=0.5, progress=None, stall=None, limit=0):
-    """Read until ``condition`` holds for group ``phase``; on timeout fail with the last state seen. With ``stall``
-    (seconds, ``drained`` only), give up early once the backlog has not shrunk for that long: a consumer nobody
-    processes (a service crash-looping) would otherwise be waited on for the whole timeout."""
+def wait_for(js, legacy_name, groups, phase, condition, timeout, poll=0.5, progress=None, stall=None, limit=0,
+             **clocks):
+    """Read until ``condition`` holds for group ``phase`` (every group when ``phase`` is None); on timeout fail with
+    the last state seen. With ``stall`` (seconds, ``drained`` only), give up early once the backlog has not shrunk
+    for that long: a consumer nobody processes (a service crash-looping) would otherwise be waited on for the whole
+    timeout. ``clocks``: read()'s ``legacy_retention`` and ``blue_keep``."""
     test = functools.partial(CONDITIONS[condition], limit=limit) if condition == "recovered" else CONDITIONS[condition]
     best = {"behind": None, "since": time.monotonic()}
+    what = "every group" if phase is None else "phase %s" % phase
+
+    def watched(st):
+        return list(st["groups"].values()) if phase is None else [group_of(st, phase)]
+
+    def line(st):
+        return "; ".join("phase %s: %s" % (g["phase"], describe(g, condition)) if phase is None
+                         else describe(g, condition) for g in watched(st) if not test(g)) or "holds"
 
     def holds(st):
-        group = st["groups"][str(phase)]
-        if test(group):
+        if all(test(g) for g in watched(st)):
             return True
-        if stall is not None and condition == "drained":
+        if stall is not None and condition == "drained" and phase is not None:
+            group = group_of(st, phase)
             if best["behind"] is None or group["behind"] < best["behind"]:
                 best.update(behind=group["behind"], since=time.monotonic())
             elif time.monotonic() - best["since"] >= stall:
@@ -293,13 +340,12 @@ def wait_for(js, legacy_name, groups, phase, condition, timeout, poll=0.5, progr
 
     try:
         state, waited = waiter.poll_until(
-            lambda: read(js, legacy_name, groups), holds,
-            lambda st: describe(st["groups"][str(phase)], condition), timeout, poll=poll, progress=progress)
+            lambda: read(js, legacy_name, groups, **clocks), holds, line, timeout, poll=poll, progress=progress)
     except waiter.TimedOut as exc:
-        raise JetStreamError("phase %s: still not %s after %ss (%s); check the service and its logs, or raise "
-                             "the timeout" % (phase, condition, timeout, exc.line), state=exc.last)
+        raise JetStreamError("%s: still not %s after %ss (%s); check the service and its logs, or raise "
+                             "the timeout" % (what, condition, timeout, exc.line), state=exc.last)
     except Stalled as exc:
-        raise JetStreamError("phase %s: not %s and no progress for %ss (%s); the service is not processing them"
-                             % (phase, condition, exc.seconds, exc.line), state=exc.last, stalled=True)
+        raise JetStreamError("%s: not %s and no progress for %ss (%s); the service is not processing them"
+                             % (what, condition, exc.seconds, exc.line), state=exc.last, stalled=True)
     state["waited_seconds"] = waited
     return state

@@ -9,10 +9,11 @@ A plan that is itself wrong (plan_errors) is still read here without failing: wh
 
 from __future__ import annotations
 
+from ansible_collections.athlete_ally.nats.plugins.module_utils import journal
 from ansible_collections.athlete_ally.nats.plugins.module_utils.config_diff import own_subjects
 from ansible_collections.athlete_ally.nats.plugins.module_utils.subjects import overlap, subset
 
-JOURNAL_PREFIX = "aa.migration."  # docs/JOURNAL.md
+JOURNAL_PREFIX = journal.PREFIX  # docs/JOURNAL.md
 
 
 def strings(value):
@@ -37,10 +38,9 @@ def _groups(migration):
 
 
 def _journal_time(info, phase, field):
-    meta = ((info or {}).get("config") or {}).get("metadata") or {}
     try:
-        return int(meta.get("%sphase%s.%s" % (JOURNAL_PREFIX, phase, field)) or 0)
-    except (TypeError, ValueError):
+        return journal.journal_time(journal.journal_of(info, phase), field)
+    except (TypeError, ValueError):  # a plan whose phase is not a number: plan_errors names it
         return 0
 
 

@@ -153,6 +153,19 @@ class Promql(object):
     def dlq_messages(self):
         return selector(self.n["messages"], {self.n["stream"]: self.dlq})
 
+    def traffic_min(self):
+        """Messages the app's streams must have stored in traffic_lookback for the "no traffic" alerts to apply
+        (default 0): above the migration's own verification and probe events, which an idle lab otherwise counts."""
+        value = self.mon.get("traffic_min", 0)
+        try:
+            number = None if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or number < 0:
+            raise ValueError("migration_monitoring.traffic_min must be a number of messages (0 or more), got %r"
+                             % (value,))
+        return int(number) if number == int(number) else number
+
     def traffic_before(self, window, lookback, streams=None, by_stream=False):
         inner = "max by (%s) (increase(%s[%s] offset %s))" % (
             self.n["stream"], self.stream_series("last_seq", streams or self.app_streams), lookback, window)
@@ -164,6 +177,7 @@ class Promql(object):
         r, mon = self.mon["rules"], self.mon
         S, C = self.n["stream"], self.n["consumer"]
         look = mon["traffic_lookback"]
+        floor = self.traffic_min()
         out = []
 
         sd = r["stream_down"]
@@ -175,9 +189,9 @@ class Promql(object):
             "group's subjects, sourced before its cut-over), guarded by traffic on that stream before; the legacy "
             "stream only as part of all the app's streams, since after the last cut-over it stores nothing by design.",
             dict(alert="NatsStreamDown",
-                 expr="(%s == 0\n  and on(%s) %s > 0)\nor on()\n(%s == 0\n  and on() %s > 0)" % (
-                     per_stream, S, self.traffic_before(w, look, self.group_streams, by_stream=True),
-                     all_streams, self.traffic_before(w, look)),
+                 expr="(%s == 0\n  and on(%s) %s > %s)\nor on()\n(%s == 0\n  and on() %s > %s)" % (
+                     per_stream, S, self.traffic_before(w, look, self.group_streams, by_stream=True), floor,
+                     all_streams, self.traffic_before(w, look), floor),
                  **{"for": sd["for"]}, severity=sd["severity"],
                  summary="No message stored in {{ if $labels.%s }}{{ $labels.%s }}{{ else }}any of %s{{ end }} for %s"
                          % (S, S, ", ".join(self.app_streams), w),
@@ -222,8 +236,8 @@ class Promql(object):
         out.append((
             "Runbook \"Message Processing Rate\": below 1/min for > 5 minutes, if there was traffic before.",
             dict(alert="NormalizeLowMessageRate",
-                 expr="(%s or on() vector(0)) * 60 < %s\nand on() %s > 0" % (
-                     self.success_rate(w), mon["message_rate_per_min"], self.traffic_before(w, look)),
+                 expr="(%s or on() vector(0)) * 60 < %s\nand on() %s > %s" % (
+                     self.success_rate(w), mon["message_rate_per_min"], self.traffic_before(w, look), floor),
                  **{"for": mr["for"]}, severity=mr["severity"],
                  summary="Processing below %s/min" % mon["message_rate_per_min"],
                  action="Check the service's bindings and logs")))

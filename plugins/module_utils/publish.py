@@ -13,8 +13,7 @@ import asyncio
 import json
 import time
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
-from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import duration_option
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
 
 try:
     from nats import errors as nats_errors
@@ -24,27 +23,6 @@ except ImportError:  # pragma: no cover - the runner reports the missing library
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 EXPECTED_STREAM_HEADER = "Nats-Expected-Stream"
-
-
-def publish_argument_spec():
-    return dict(
-        subject=dict(type="str", required=True),
-        payload=dict(type="str"),
-        payload_json=dict(type="dict"),
-        headers=dict(type="dict", default={}),
-        msg_id=dict(type="str"),
-        expected_stream=dict(type="str"),
-        retries=dict(type="int", default=5),
-        # durations; jetstream_publish turns them into seconds (durations.params_to_seconds)
-        retry_delay=duration_option(default=0.25),
-        retry_max_delay=duration_option(default=5.0),
-    )
-
-
-PUBLISH_MODULE_KWARGS = dict(
-    supports_check_mode=True,
-    mutually_exclusive=[["payload", "payload_json"]],
-)
 
 
 def build_message(params):

@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: Athlete Ally Platform Team
 # Apache License 2.0 (see LICENSE)
-"""Runs a module's action with a connected client and turns every failure into one line."""
+"""What every module that talks to NATS is made of: ``build_module(argument_spec(), ...)`` adds the shared
+connection options (args_common.py, documented by doc_fragments/connection.py) to the module's own, and
+``run_module(module, <module_utils>.run)`` runs its logic with a connected client, every failure one line."""
 
 from __future__ import annotations
 
@@ -9,9 +11,12 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations
 from ansible_collections.athlete_ally.nats.plugins.module_utils.args_common import module_kwargs
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import (
-    HAS_NATS, NATS_IMPORT_ERROR, JetStreamClient, JetStreamError, summarize_warnings)
+from ansible_collections.athlete_ally.nats.plugins.module_utils.connection import HAS_NATS, NATS_IMPORT_ERROR
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.jetstream_api import JetStreamClient
+from ansible_collections.athlete_ally.nats.plugins.module_utils.retry import summarize_warnings
 
 MAX_RETRY_WARNINGS = 10
 
@@ -25,11 +30,20 @@ def build_module(argument_spec, **kwargs):
     return AnsibleModule(**params)
 
 
-def run_module(module, action):
-    """Connect, call ``action(module, js) -> dict``, exit with its result or fail with one line."""
+def run_module(module, action, seconds=(), check=None):
+    """Connect, call ``action(module, js) -> dict``, exit with its result or fail with one line.
+
+    Before connecting: the duration options named in ``seconds`` become float seconds (for logic that waits), and
+    ``check(params)`` may refuse the options with a JetStreamError (what the argument spec cannot say)."""
+    durations.params_to_seconds(module, *seconds)
     if not HAS_NATS:
         module.fail_json(msg=missing_required_lib("nats-py"), exception=str(NATS_IMPORT_ERROR))
-    js = JetStreamClient(module.params)
+    try:
+        if check is not None:
+            check(module.params)
+        js = JetStreamClient(module.params)  # reads the connection's durations: a wrong one is a one-line failure
+    except JetStreamError as exc:
+        module.fail_json(msg=str(exc), **exc.result)
     try:
         with js:
             result = action(module, js)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import time
-
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
-from ansible_collections.athlete_ally.nats.plugins.module_utils.migration_state import consumer_state
-
 from urllib.parse import urlencode
+
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.migration_state import consumer_state
 
 # Reads of Prometheus that may fail in a row before the soak gives up (a restart of Prometheus is not an alert;
 # flying blind for several polls is).
@@ -291,3 +292,27 @@ def status_line(row):
         if row.get("pending"):
             line += " (pending %s)" % ", ".join(row["pending"])
     return line
+
+
+def run(module, js):
+    """migration_soak: one soak window, Prometheus read with Ansible's open_url, progress lines to progress_file."""
+    url = module.params["prometheus_url"]
+
+    def fetch(target):
+        try:
+            return open_url(target, timeout=10).read()
+        except Exception as exc:  # urllib raises many types; one line is what the operator needs
+            raise JetStreamError("cannot read Prometheus at %s: %s" % (url, exc))
+
+    def progress(line):
+        try:
+            with open(module.params["progress_file"], "a") as handle:
+                handle.write(line + "\n")
+        except OSError as exc:
+            raise JetStreamError("cannot write progress_file %s: %s" % (module.params["progress_file"], exc))
+
+    if url and not module.params["status_queries"]:
+        raise JetStreamError("status_queries is required with prometheus_url: pass "
+                             "migration | athlete_ally.nats.migration_queries(migration_monitoring, migration_metrics, 'status')")
+    return Soak(js, module.params, Prometheus(url, fetch) if url else None,
+                progress=progress if module.params["progress_file"] else None).run()

@@ -15,8 +15,9 @@ import datetime
 import re
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import config_diff, durations
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import (
-    ApiError, JetStreamError, recheck_stream_config, recheck_stream_deleted)
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import ApiError, JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.jetstream_api import (
+    recheck_stream_config, recheck_stream_deleted)
 
 NS = 10 ** 9
 DEFAULT_DUPLICATE_WINDOW = 120 * NS  # StreamDefaultDuplicatesWindow (2m)
@@ -100,13 +101,6 @@ def effective_subjects(cfg):
 
 
 # -- option -> raw JSON ------------------------------------------------------------------------
-def _nanos(value, field):
-    try:
-        return durations.to_nanos(value, field)
-    except ValueError as exc:
-        raise JetStreamError(str(exc))
-
-
 def _transform(item, field):
     if item is None:
         return None
@@ -142,7 +136,7 @@ def task_settings(params):
             out[field] = params[option]
     for option, field in DURATION_OPTIONS.items():
         if params.get(option) is not None:
-            out[field] = _nanos(params[option], option)
+            out[field] = durations.option_nanos(params[option], option)
     replicas = params.get("replicas")
     if replicas is not None and not 1 <= replicas <= MAX_REPLICAS:
         raise JetStreamError("stream %s: replicas must be between 1 and %d, got %s" % (name, MAX_REPLICAS, replicas))
@@ -166,7 +160,8 @@ def task_settings(params):
     if params.get("consumer_limits") is not None:
         cl = params["consumer_limits"]
         out["consumer_limits"] = config_diff.prune_none({
-            "inactive_threshold": _nanos(cl.get("inactive_threshold"), "consumer_limits.inactive_threshold"),
+            "inactive_threshold": durations.option_nanos(cl.get("inactive_threshold"),
+                                                         "consumer_limits.inactive_threshold"),
             "max_ack_pending": cl.get("max_ack_pending")})
     return out
 

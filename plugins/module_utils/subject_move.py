@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError, recheck_stream_config
 from ansible_collections.athlete_ally.nats.plugins.module_utils.config_diff import own_subjects
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.jetstream_api import recheck_stream_config
+from ansible_collections.athlete_ally.nats.plugins.module_utils.journal import missing_move_record, move_journal
 from ansible_collections.athlete_ally.nats.plugins.module_utils.stream import find_overlaps
 
 
@@ -146,3 +148,49 @@ def drop_sources(js, to_stream, from_stream):
         info = js_.stream_info(to_stream)
         return info if info is not None and not _sources_from(info, from_stream) else None
     return _update(js, new, recheck=dropped)
+
+
+def run(module, js):
+    """jetstream_subject_move: plan the move, show it (diff, check mode), make it with its journal records (or write
+    the records a move made without them), then wait for the sources to catch up and drop them."""
+    p = module.params
+    missing = [name for name in (p["from_stream"], p["to_stream"]) if js.stream_info(name) is None]
+    if missing and module.check_mode:
+        # A rehearsal of a phase that would first create the stream: report the move it would make.
+        return dict(changed=True, moved=[], sources_dropped=[],
+                    msg="would move %s once %s exists" % (p["subjects"], " and ".join(missing)))
+    todo = plan(js, p["subjects"], p["from_stream"], p["to_stream"], p["drop_sources"])
+    result = dict(changed=bool(todo["remove"] or todo["add"] or todo["drop_sources"]), moved=[],
+                  sources_dropped=todo["drop_sources"])
+    if module._diff:
+        result["diff"] = dict(
+            before={p["from_stream"]: todo["src"]["config"].get("subjects"),
+                    p["to_stream"]: todo["dst"]["config"].get("subjects")},
+            after={p["from_stream"]: [s for s in todo["src"]["config"].get("subjects") or []
+                                      if s not in p["subjects"]],
+                   p["to_stream"]: sorted(set(todo["dst"]["config"].get("subjects") or []) | set(p["subjects"]))})
+    records = move_journal(p["record"], p["phase"]) if p["record"] else None
+    missing = {}
+    if records and not (todo["remove"] or todo["add"]):
+        missing = missing_move_record(p["record"], p["phase"], todo["src"], todo["dst"])
+    result["recorded"] = {}
+    if missing:
+        result["changed"] = True
+        module.warn("the %s of phase %s is not in the journal of %s; derived from the streams and %s: %s"
+                    % (p["record"], p["phase"], p["to_stream"], "would write" if module.check_mode else "written",
+                       missing))
+    if module.check_mode or not result["changed"]:
+        return result
+    if todo["remove"] or todo["add"]:
+        result.update(move(js, p["subjects"], p["from_stream"], p["to_stream"], records))
+        result["moved"] = list(p["subjects"])
+        if records:
+            src_entries, dst_entries = records(result["cutover_seq"])
+            result["recorded"] = {p["from_stream"]: src_entries, p["to_stream"]: dst_entries}
+    elif missing:
+        record(js, p["to_stream"], missing)
+        result["recorded"] = {p["to_stream"]: missing}
+    if todo["drop_sources"]:
+        wait_caught_up(js, p["to_stream"], p["from_stream"], result.get("cutover_seq"), p["catchup_timeout"])
+        drop_sources(js, p["to_stream"], p["from_stream"])
+    return result

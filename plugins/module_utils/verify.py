@@ -37,8 +37,9 @@ from urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import (
-    drain, migration_state, prometheus, publish, service_contract)
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import ApiError, JetStreamError, fmt_seconds
+    drain, durations, migration_state, prometheus, publish, service_contract)
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import fmt_seconds
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import ApiError, JetStreamError
 
 try:
     import psycopg2
@@ -160,9 +161,9 @@ class Verify(object):
         self.clock = clock
         self.transient = transient_db_errors() if transient is None else transient
         self.after = p["expected_stream"] == p["stream"]
-        self.stall_timeout = drain.seconds_option(p["stall_timeout"], "stall_timeout", allow_zero=False)
+        self.stall_timeout = durations.wait_seconds(p["stall_timeout"], "stall_timeout", allow_zero=False)
         for option in ("drain_timeout", "poll_interval"):  # the drain's own; checked before the event is sent
-            drain.seconds_option(p[option], option, allow_zero=False)
+            durations.wait_seconds(p[option], option, allow_zero=False)
         self.row = p.get("row") or None
         if self.row:
             try:

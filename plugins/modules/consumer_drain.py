@@ -187,8 +187,9 @@ from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
-def main():
-    module = build_module(dict(
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
         stream=dict(type="str", required=True),
         consumer=dict(type="str", required=True, aliases=["name"]),
         until_stream_seq=dict(type="int"),
@@ -197,7 +198,11 @@ def main():
         poll_interval=duration_option(default="1s"),
         stall_timeout=duration_option(default="60s"),
         progress_file=dict(type="path"),
-    ), supports_check_mode=True)
+    )
+
+
+def main():
+    module = build_module(argument_spec(), supports_check_mode=True)
     run_module(module, drain.run)
 
 

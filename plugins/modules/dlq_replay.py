@@ -156,15 +156,35 @@ last_seq:
   type: int
 """
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.dlq_replay import dlq_replay, dlq_replay_argument_spec
-from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import params_to_seconds
+from ansible_collections.athlete_ally.nats.plugins.module_utils import dlq_replay, durations
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
+        stream=dict(type="str", required=True),
+        original_subject_header=dict(type="str", required=True),
+        reason_header=dict(type="str"),
+        identity_header=dict(type="str", default=dlq_replay.MSG_ID),
+        id_prefix=dict(type="str", default="replay:"),
+        strip_headers=dict(type="list", elements="str", default=[]),
+        subjects=dict(type="list", elements="str", default=[]),
+        since=dict(type="str"),
+        up_to=dict(type="str"),
+        reason=dict(type="str"),
+        max_messages=dict(type="int", default=0),
+        publish_retries=dict(type="int", default=5),
+        retry_delay=durations.duration_option(default=0.25),
+        retry_max_delay=durations.duration_option(default=5.0),
+        progress_file=dict(type="path"),
+        progress_every=dict(type="int", default=50),
+    )
+
+
 def main():
-    module = build_module(dlq_replay_argument_spec(), supports_check_mode=True)
-    params_to_seconds(module, "retry_delay", "retry_max_delay")
-    run_module(module, dlq_replay)
+    module = build_module(argument_spec(), supports_check_mode=True)
+    run_module(module, dlq_replay.dlq_replay, seconds=("retry_delay", "retry_max_delay"))
 
 
 if __name__ == "__main__":

@@ -270,8 +270,9 @@ from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
-def main():
-    module = build_module(dict(
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
         stream=dict(type="str", required=True),
         name=dict(type="str", required=True, aliases=["durable_name", "consumer"]),
         state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -305,7 +306,12 @@ def main():
         sample_freq=dict(type="str"),
         pause_until=dict(type="str"),
         paused=dict(type="bool"),
-    ), supports_check_mode=True, mutually_exclusive=[["filter_subject", "filter_subjects"]])
+    )
+
+
+def main():
+    module = build_module(argument_spec(), supports_check_mode=True,
+                          mutually_exclusive=[["filter_subject", "filter_subjects"]])
     run_module(module, consumer.run)
 
 

@@ -209,14 +209,31 @@ consumer:
       type: str
 """
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.info import (
-    INFO_MODULE_KWARGS, info_argument_spec, run)
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, info
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
+        gather=dict(type="list", elements="str", choices=info.GATHER_CHOICES),
+        stream=dict(type="str"),
+        consumer=dict(type="str"),
+        system_user=dict(type="str"),
+        system_password=dict(type="str", no_log=True),
+        system_creds_file=dict(type="path"),
+        wait_for=dict(type="str", choices=sorted(info.WAIT_CONDITIONS)),
+        max_pending=dict(type="int", default=0),
+        timeout=durations.duration_option(default=30),
+    )
+
+
 def main():
-    module = build_module(info_argument_spec(), **dict(INFO_MODULE_KWARGS))
-    run_module(module, run)
+    module = build_module(argument_spec(), supports_check_mode=True,
+                          required_together=[["system_user", "system_password"]],
+                          mutually_exclusive=[["system_user", "system_creds_file"]],
+                          required_by=dict(consumer=["stream"]))
+    run_module(module, info.run)
 
 
 if __name__ == "__main__":

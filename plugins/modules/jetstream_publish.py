@@ -129,16 +129,29 @@ size:
   sample: 42
 """
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import params_to_seconds
-from ansible_collections.athlete_ally.nats.plugins.module_utils.publish import (
-    PUBLISH_MODULE_KWARGS, publish, publish_argument_spec)
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, publish
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
+        subject=dict(type="str", required=True),
+        payload=dict(type="str"),
+        payload_json=dict(type="dict"),
+        headers=dict(type="dict", default={}),
+        msg_id=dict(type="str"),
+        expected_stream=dict(type="str"),
+        retries=dict(type="int", default=5),
+        # durations; run_module turns them into seconds for publish.publish
+        retry_delay=durations.duration_option(default=0.25),
+        retry_max_delay=durations.duration_option(default=5.0),
+    )
+
+
 def main():
-    module = build_module(publish_argument_spec(), **dict(PUBLISH_MODULE_KWARGS))
-    params_to_seconds(module, "retry_delay", "retry_max_delay")
-    run_module(module, publish)
+    module = build_module(argument_spec(), supports_check_mode=True, mutually_exclusive=[["payload", "payload_json"]])
+    run_module(module, publish.publish, seconds=("retry_delay", "retry_max_delay"))
 
 
 if __name__ == "__main__":

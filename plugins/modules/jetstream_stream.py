@@ -424,8 +424,9 @@ diff:
   type: dict
 """
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils import runner, stream
+from ansible_collections.athlete_ally.nats.plugins.module_utils import stream
 from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import duration_option
+from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 _TRANSFORM = dict(src=dict(type="str", required=True), dest=dict(type="str", required=True))
 _SOURCE = dict(
@@ -439,6 +440,7 @@ _SOURCE = dict(
 
 
 def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
     return dict(
         name=dict(type="str", required=True),
         state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -486,11 +488,11 @@ def argument_spec():
 
 
 def main():
-    module = runner.build_module(
+    module = build_module(
         argument_spec(), supports_check_mode=True,
         mutually_exclusive=[["force", "only_if_empty"], ["purge_keep", "purge_up_to_seq"], ["mirror", "sources"]],
     )
-    runner.run_module(module, stream.run)
+    run_module(module, stream.run)
 
 
 if __name__ == "__main__":

@@ -117,57 +117,13 @@ sources_dropped:
   elements: dict
 """
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, migration_state, subject_move
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, subject_move
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
-def action(module, js):
-    p = module.params
-    missing = [name for name in (p["from_stream"], p["to_stream"]) if js.stream_info(name) is None]
-    if missing and module.check_mode:
-        # A rehearsal of a phase that would first create the stream: report the move it would make.
-        return dict(changed=True, moved=[], sources_dropped=[],
-                    msg="would move %s once %s exists" % (p["subjects"], " and ".join(missing)))
-    todo = subject_move.plan(js, p["subjects"], p["from_stream"], p["to_stream"], p["drop_sources"])
-    result = dict(changed=bool(todo["remove"] or todo["add"] or todo["drop_sources"]), moved=[],
-                  sources_dropped=todo["drop_sources"])
-    if module._diff:
-        result["diff"] = dict(
-            before={p["from_stream"]: todo["src"]["config"].get("subjects"),
-                    p["to_stream"]: todo["dst"]["config"].get("subjects")},
-            after={p["from_stream"]: [s for s in todo["src"]["config"].get("subjects") or []
-                                      if s not in p["subjects"]],
-                   p["to_stream"]: sorted(set(todo["dst"]["config"].get("subjects") or []) | set(p["subjects"]))})
-    journal = migration_state.move_journal(p["record"], p["phase"]) if p["record"] else None
-    missing = {}
-    if journal and not (todo["remove"] or todo["add"]):
-        missing = migration_state.missing_move_record(p["record"], p["phase"], todo["src"], todo["dst"])
-    result["recorded"] = {}
-    if missing:
-        result["changed"] = True
-        module.warn("the %s of phase %s is not in the journal of %s; derived from the streams and %s: %s"
-                    % (p["record"], p["phase"], p["to_stream"], "would write" if module.check_mode else "written",
-                       missing))
-    if module.check_mode or not result["changed"]:
-        return result
-    if todo["remove"] or todo["add"]:
-        result.update(subject_move.move(js, p["subjects"], p["from_stream"], p["to_stream"], journal))
-        result["moved"] = list(p["subjects"])
-        if journal:
-            src_entries, dst_entries = journal(result["cutover_seq"])
-            result["recorded"] = {p["from_stream"]: src_entries, p["to_stream"]: dst_entries}
-    elif missing:
-        subject_move.record(js, p["to_stream"], missing)
-        result["recorded"] = {p["to_stream"]: missing}
-    if todo["drop_sources"]:
-        subject_move.wait_caught_up(js, p["to_stream"], p["from_stream"], result.get("cutover_seq"),
-                                    p["catchup_timeout"])
-        subject_move.drop_sources(js, p["to_stream"], p["from_stream"])
-    return result
-
-
-def main():
-    module = build_module(dict(
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
         subjects=dict(type="list", elements="str", required=True),
         from_stream=dict(type="str", required=True),
         to_stream=dict(type="str", required=True),
@@ -175,9 +131,12 @@ def main():
         catchup_timeout=durations.duration_option(default=60),
         record=dict(type="str", choices=["cutover", "rollback"]),
         phase=dict(type="int"),
-    ), supports_check_mode=True, required_by=dict(record=["phase"]))
-    durations.params_to_seconds(module, "catchup_timeout")
-    run_module(module, action)
+    )
+
+
+def main():
+    module = build_module(argument_spec(), supports_check_mode=True, required_by=dict(record=["phase"]))
+    run_module(module, subject_move.run, seconds=("catchup_timeout",))
 
 
 if __name__ == "__main__":

@@ -121,8 +121,9 @@ from ansible_collections.athlete_ally.nats.plugins.module_utils import durations
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
-def main():
-    module = build_module(dict(
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
         state=dict(type="str", choices=["enter", "release", "preflight_passed"], default="enter"),
         bucket=dict(type="str", required=True),
         replicas=dict(type="int", default=3),
@@ -134,11 +135,13 @@ def main():
         label=dict(type="str"),
         lease_lapse=durations.duration_option(default=30),
         heartbeat_interval=durations.duration_option(default=10),
-    ), supports_check_mode=True, required_if=[("state", "preflight_passed", ["digest"])])
-    if module.params["state"] == "enter" and module.params["require_preflight"] and not module.params["digest"]:
-        module.fail_json(msg="migration_gate: digest is required to check the preflight (state=enter)")
-    durations.params_to_seconds(module, "valid_for", "lease_lapse", "heartbeat_interval")
-    run_module(module, gate.run)
+    )
+
+
+def main():
+    module = build_module(argument_spec(), supports_check_mode=True,
+                          required_if=[("state", "preflight_passed", ["digest"])])
+    run_module(module, gate.run, seconds=("valid_for", "lease_lapse", "heartbeat_interval"), check=gate.check_params)
 
 
 if __name__ == "__main__":

@@ -90,31 +90,21 @@ groups:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.athlete_ally.nats.plugins.module_utils import plan
-from ansible_collections.athlete_ally.nats.plugins.module_utils.args_common import module_kwargs
-from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import run_module
+from ansible_collections.athlete_ally.nats.plugins.module_utils import plan_check
+from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module
 
 
-def finish(module, streams=None):
-    p = module.params["plan"]
-    errors = plan.plan_errors(p) + (plan.live_errors(p, streams) if streams is not None else [])
-    result = dict(changed=False, digest=plan.plan_digest(p), topology_digest=plan.topology_digest(p), errors=errors,
-                  groups=plan.group_summary(p, streams))
-    if errors:
-        module.fail_json(msg="\n".join(errors), **result)
-    return result
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
+        plan=dict(type="dict", required=True),
+        live=dict(type="bool", default=True),
+    )
 
 
 def main():
-    module = AnsibleModule(supports_check_mode=True, **module_kwargs(dict(
-        plan=dict(type="dict", required=True),
-        live=dict(type="bool", default=True),
-    )))
-    if not module.params["live"]:
-        module.exit_json(**finish(module))
-    run_module(module, lambda m, js: finish(m, js.streams()))
+    module = build_module(argument_spec(), supports_check_mode=True)
+    plan_check.run(module)
 
 
 if __name__ == "__main__":

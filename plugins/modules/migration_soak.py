@@ -136,39 +136,13 @@ alerts:
   elements: dict
 """
 
-from ansible.module_utils.urls import open_url
-
-from ansible_collections.athlete_ally.nats.plugins.module_utils import durations
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, soak
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
-from ansible_collections.athlete_ally.nats.plugins.module_utils.soak import Prometheus, Soak
 
 
-def action(module, js):
-    url = module.params["prometheus_url"]
-
-    def fetch(target):
-        try:
-            return open_url(target, timeout=10).read()
-        except Exception as exc:  # urllib raises many types; one line is what the operator needs
-            raise JetStreamError("cannot read Prometheus at %s: %s" % (url, exc))
-
-    def progress(line):
-        try:
-            with open(module.params["progress_file"], "a") as handle:
-                handle.write(line + "\n")
-        except OSError as exc:
-            raise JetStreamError("cannot write progress_file %s: %s" % (module.params["progress_file"], exc))
-
-    if url and not module.params["status_queries"]:
-        raise JetStreamError("status_queries is required with prometheus_url: pass "
-                             "migration | athlete_ally.nats.migration_queries(migration_monitoring, migration_metrics, 'status')")
-    return Soak(js, module.params, Prometheus(url, fetch) if url else None,
-                progress=progress if module.params["progress_file"] else None).run()
-
-
-def main():
-    module = build_module(dict(
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
         consumers=dict(type="list", elements="str", default=[]),
         prometheus_url=dict(type="str"),
         alert_labels=dict(type="dict", default={"runbook": "phase2-migration"}),
@@ -183,9 +157,12 @@ def main():
         poll=durations.duration_option(default=30),
         max_pending=dict(type="int", default=100),
         max_pending_for=durations.duration_option(default=600),
-    ), supports_check_mode=False)
-    durations.params_to_seconds(module, "seconds", "poll", "max_pending_for", "pending_wait")
-    run_module(module, action)
+    )
+
+
+def main():
+    module = build_module(argument_spec(), supports_check_mode=False)
+    run_module(module, soak.run, seconds=("seconds", "poll", "max_pending_for", "pending_wait"))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,12 @@ description:
     stream, shadow sources still there), V(caught_up), V(verified), V(complete)."
   - A consumer has a reader when it has waiting pull requests, a bound push subscriber, or an ack within the
     last 5 seconds. The state of the cluster decides; no log line is read.
-  - With O(wait_for), polls until the condition holds for group O(phase), and on timeout fails with the last
-    state seen.
+  - With O(wait_for), polls until the condition holds for group O(phase) (every group without O(phase)), and on
+    timeout fails with the last state seen.
+  - Each group carries its plan, derived from the steps (C(module_utils/migration_state.py) C(STEPS)) and its
+    journal, that is what a run of its phase still does, and the clocks of Day 14 (legacy stream deletable
+    O(legacy_retention) after the last cut-over) and of Step 2.10 (blue removable O(blue_keep) after it was scaled
+    down). Playbooks branch on these fields; they never list steps or compute a clock.
 options:
   legacy_stream:
     description: The stream the groups are migrated off.
@@ -35,8 +39,20 @@ options:
     elements: dict
     required: true
   phase:
-    description: The group O(wait_for) watches.
+    description:
+      - The group this run is about; RV(group) returns its state. O(wait_for) watches it (every group without it).
     type: int
+  legacy_retention:
+    description:
+      - How long the legacy stream is kept after the last cut-over (the inventory's
+        C(migration.legacy.retention_seconds)); a duration such as V(14d), or seconds. Without it the Day-14 clock
+        is not computed.
+    type: raw
+  blue_keep:
+    description:
+      - How long blue is kept after phase 2 scaled it to 0 (the inventory's C(migration.blue_green.keep_seconds));
+        a duration or seconds. Without it blue's clock is not computed.
+    type: raw
   wait_for:
     description:
       - V(bound), every consumer of the group has a reader on the new stream; V(bound_legacy), on the legacy
@@ -94,6 +110,18 @@ EXAMPLES = r"""
     phase: 2
     wait_for: bound
     timeout: 120
+
+- name: Phase 3 may delete the legacy stream once its 14 days ran out
+  athlete_ally.nats.migration_state:
+    legacy_stream: ATHLETE_ALLY_EVENTS
+    groups: "{{ migration.groups }}"
+    legacy_retention: 14d
+  register: state
+
+- name: Delete it only then
+  ansible.builtin.debug:
+    msg: "{{ 'delete now' if state.migration.legacy_delete.allowed
+             else 'wait ' ~ state.migration.legacy_delete.seconds_left ~ ' s' }}"
 """
 
 RETURN = r"""
@@ -110,8 +138,36 @@ migration:
         - Per group C(step), C(placement) (subject to V(legacy), V(new) or V(neither)), C(on_legacy),
           C(on_new), C(in_limbo), C(sources) (C(filter_subject), C(opt_start_seq), C(lag)), C(consumers)
           (name to C(legacy)/C(new) state with C(num_pending), C(num_ack_pending), C(behind), C(reader)),
-          C(behind), C(journal), C(legacy_journal) and C(journal_missing) (records a finished cut-over lacks,
-          with derived values).
+          C(behind), C(journal), C(legacy_journal), C(journal_missing) (records a finished cut-over lacks,
+          with derived values) and C(plan).
+        - "C(plan): C(next_step), C(steps_left), C(cutover_ahead) (shadow, bind and the pre-cut-over verification still
+          to do), C(moved) (subjects on the new stream), C(verify_ahead), C(complete), C(cutover_at), C(cutover_seq),
+          C(delete_allowed_at), C(delete_allowed), C(delete_seconds_left), C(blue_scaled_down_at), C(blue_remove_at),
+          C(blue_removable), C(blue_seconds_left), C(rollback_left) (C(subjects) to move back, C(sources) to stop,
+          C(consumers) with a backlog on the new stream, C(stream) to delete)."
+      type: dict
+    first_phase:
+      description: The lowest phase of the groups.
+      type: int
+    last_phase:
+      description: The highest phase of the groups.
+      type: int
+    last:
+      description: The group with the highest phase (as in RV(migration.groups)).
+      type: dict
+    unmoved_subjects:
+      description: The subjects of the groups whose cut-over is still ahead (all the legacy stream may still own).
+      type: list
+    all_complete:
+      description: Whether every group is complete.
+      type: bool
+    legacy_delete:
+      description:
+        - "Phase 3's decision: C(ready) (every group cut over with its record), C(not_ready_phases), C(cutover_at) and
+          C(cutover_seq) (the last cut-over), C(retention_seconds), C(allowed_at), C(allowed), C(seconds_left)."
+      type: dict
+    blue:
+      description: "Step 2.10's clock: C(scaled_down_at), C(remove_at), C(removable), C(seconds_left)."
       type: dict
     phase:
       description: The highest phase whose group is cut over (0 when none).
@@ -119,6 +175,10 @@ migration:
     steps:
       description: Phase to step.
       type: dict
+group:
+  description: The state of group O(phase), as in RV(migration.groups).
+  returned: with O(phase)
+  type: dict
 reached:
   description: Whether the O(wait_for) condition held (false only with O(fail_on_timeout=false)).
   returned: with O(wait_for)
@@ -139,7 +199,7 @@ progress:
 """
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, migration_state
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
@@ -150,22 +210,31 @@ def action(module, js):
         if missing:
             raise JetStreamError("groups[%d] lacks %s; each group needs phase, stream, subjects and consumers"
                                  % (i, ", ".join(missing)))
+    phases = sorted(int(g["phase"]) for g in p["groups"])
+    if p["phase"] is not None and p["phase"] not in phases:
+        raise JetStreamError("phase %s is not a phase of groups (%s): pass one of migration.groups[].phase"
+                             % (p["phase"], ", ".join(str(n) for n in phases)))
+    clocks = dict(legacy_retention=p["legacy_retention"], blue_keep=p["blue_keep"])
+
+    def result(state, **extra):
+        out = dict(changed=False, migration=state, **extra)
+        if p["phase"] is not None:
+            out["group"] = migration_state.group_of(state, p["phase"])
+        return out
+
     if not p["wait_for"]:
-        return dict(changed=False, migration=migration_state.read(js, p["legacy_stream"], p["groups"]))
-    phases = [str(g["phase"]) for g in p["groups"]]
-    if str(p["phase"]) not in phases:
-        raise JetStreamError("wait_for needs phase, one of %s (got %s)" % (", ".join(phases), p["phase"]))
+        return result(migration_state.read(js, p["legacy_stream"], p["groups"], **clocks))
     progress = []
     try:
         state = migration_state.wait_for(js, p["legacy_stream"], p["groups"], p["phase"], p["wait_for"],
                                          p["timeout"], progress=progress.append, stall=p["stall_timeout"],
-                                         limit=p["max_behind"])
+                                         limit=p["max_behind"], **clocks)
     except JetStreamError as exc:
         if p["fail_on_timeout"] or exc.result.get("state") is None:
             raise
-        return dict(changed=False, migration=exc.result["state"], reached=False, reason=str(exc), progress=progress)
+        return result(exc.result["state"], reached=False, reason=str(exc), progress=progress)
     waited = state.pop("waited_seconds")
-    return dict(changed=False, migration=state, reached=True, waited_seconds=waited, progress=progress)
+    return result(state, reached=True, waited_seconds=waited, progress=progress)
 
 
 def main():
@@ -178,8 +247,10 @@ def main():
         timeout=durations.duration_option(default=60),
         stall_timeout=durations.duration_option(),
         fail_on_timeout=dict(type="bool", default=True),
-    ), supports_check_mode=True, required_by=dict(wait_for=["phase"]))
-    durations.params_to_seconds(module, "timeout", "stall_timeout")
+        legacy_retention=durations.duration_option(),
+        blue_keep=durations.duration_option(),
+    ), supports_check_mode=True)
+    durations.params_to_seconds(module, "timeout", "stall_timeout", "legacy_retention", "blue_keep")
     run_module(module, action)
 
 

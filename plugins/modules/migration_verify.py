@@ -281,8 +281,9 @@ from ansible_collections.athlete_ally.nats.plugins.module_utils import durations
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
-def main():
-    module = build_module(dict(
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
         event=dict(type="dict", required=True),
         event_id=dict(type="str", required=True),
         event_id_field=dict(type="str", default="eventId"),
@@ -309,7 +310,11 @@ def main():
         metric_labels=dict(type="dict", default={}),
         legacy_stream=dict(type="str"),
         groups=dict(type="list", elements="dict", default=[]),
-    ), supports_check_mode=True)
+    )
+
+
+def main():
+    module = build_module(argument_spec(), supports_check_mode=True)
     run_module(module, verify.run)
 
 

@@ -129,8 +129,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.athlete_ally.nats.plugins.module_utils import contract_probe, durations
 
 
-def main():
-    module = AnsibleModule(argument_spec=dict(
+def argument_spec():
+    """This module's options: it reads the service and its database, never NATS, so no connection options."""
+    return dict(
         migration=dict(type="dict", required=True),
         ingest_url=dict(type="str"),
         metrics_url=dict(type="str"),
@@ -142,7 +143,11 @@ def main():
         db_user=dict(type="str", required=True),
         db_password=dict(type="str", no_log=True),
         db_name=dict(type="str", required=True),
-    ), supports_check_mode=True)
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     module.exit_json(**contract_probe.run(module))
 
 

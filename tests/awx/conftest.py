@@ -15,7 +15,7 @@ import yaml
 
 # The shared lab fixture (one lab per module), imported so pytest finds it here.
 from tests.lab.conftest import lab  # noqa: F401  # pylint: disable=unused-import
-from tests.support.ansible_run import REPO
+from lab.ansible_run import REPO
 
 sys.path.insert(0, str(REPO))
 from awx import runner  # noqa: E402

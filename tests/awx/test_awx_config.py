@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.ansible_run import BIN, REPO, playbook_env
+from lab.ansible_run import BIN, REPO, playbook_env
 
 PLAYBOOK = REPO / "playbooks" / "awx_configure.yml"
 DATA = yaml.safe_load((REPO / "awx" / "controller.yml").read_text())

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.awx.fake_awx import ENCRYPTED, FakeAWX
-from tests.support.ansible_run import REPO, run_playbook_file, run_tasks
+from lab.ansible_run import REPO, run_playbook_file, run_tasks
 
 PLAYBOOK = REPO / "playbooks" / "awx_configure.yml"
 DATA = yaml.safe_load((REPO / "awx" / "controller.yml").read_text())

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.awx.conftest import Load, lab_inventory, runner, snapshot, topology
-from tests.support.ansible_run import REPO
+from lab.ansible_run import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 

@@ -11,7 +11,7 @@ import tarfile
 import pytest
 import yaml
 
-from tests.support.ansible_run import BIN, REPO
+from lab.ansible_run import BIN, REPO
 
 EE = yaml.safe_load((REPO / "execution-environment.yml").read_text())
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from tests.support.ansible_run import BIN, REPO
+from lab.ansible_run import BIN, REPO
 
 EE = yaml.safe_load((REPO / "execution-environment.yml").read_text())
 SHIPPED = REPO / ".venv" / "lib" / ("python%d.%d" % sys.version_info[:2]) / "site-packages" / "ansible_collections"

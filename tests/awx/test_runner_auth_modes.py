@@ -13,7 +13,7 @@ import pytest
 
 # The servers (one per mode) and secrets of the integration test, started once for this module.
 from tests.integration.test_auth_modes import PASSWORD, TOKEN, setup, url  # noqa: F401  # pylint: disable=unused-import
-from tests.support.ansible_run import REPO
+from lab.ansible_run import REPO
 
 sys.path.insert(0, str(REPO))
 from awx import runner  # noqa: E402

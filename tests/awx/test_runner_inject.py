@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.support.ansible_run import REPO
+from lab.ansible_run import REPO
 
 sys.path.insert(0, str(REPO))
 from awx import runner  # noqa: E402

@@ -16,7 +16,7 @@ import sys
 import pytest
 import yaml
 
-from tests.support.ansible_run import BIN, REPO
+from lab.ansible_run import BIN, REPO
 
 sys.path.insert(0, str(REPO))
 from awx import runner  # noqa: E402

@@ -19,8 +19,8 @@ import time
 import pytest
 
 from tests.integration.test_connection_errors import HAS_CRYPTOGRAPHY, _name, _write_key, make_ca, make_server_cert
-from tests.support.ansible_run import run_playbook_file, run_tasks
-from tests.support.nats_cluster import NatsCluster
+from lab.ansible_run import run_playbook_file, run_tasks
+from lab.nats_cluster import NatsCluster
 
 nkeys = pytest.importorskip("nkeys")
 

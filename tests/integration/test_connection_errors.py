@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from tests.support.ansible_run import run_tasks
-from tests.support.nats_cluster import CURRENT_BINARY, NatsCluster, free_ports
+from lab.ansible_run import run_tasks
+from lab.nats_cluster import CURRENT_BINARY, NatsCluster, free_ports
 
 try:
     from cryptography import x509
@@ -145,6 +145,7 @@ def cases(secure_server, plain_server, pki):
         info("unreachable", servers=[closed], user="app", password=APP_PASSWORD, connect_timeout=2),
         info("no jetstream", servers=[plain_server]),
         info("account without jetstream", servers=[url], user="sys", password=SYS_PASSWORD, tls_ca=ca),
+        info("wrong retry budget", servers=[url], user="app", password=APP_PASSWORD, tls_ca=ca, retry_budget="soon"),
     ]
 
 
@@ -197,6 +198,12 @@ def test_server_without_jetstream(outcome, plain_server):
 def test_account_without_jetstream(outcome):
     msg = one_line_failure(outcome, "account without jetstream")
     assert "JetStream not enabled for account" in msg
+
+
+def test_a_wrong_connection_duration_names_the_option(outcome):
+    # Read when the client is made, before connecting: one line naming the option, like any other option.
+    msg = one_line_failure(outcome, "wrong retry budget")
+    assert msg.startswith("retry_budget: cannot read 'soon' as a duration"), msg
 
 
 def test_passwords_never_in_output(outcome, secure_server, plain_server, pki):

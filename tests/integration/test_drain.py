@@ -13,7 +13,7 @@ import uuid
 import nats
 import pytest
 
-from tests.support.ansible_run import run_tasks
+from lab.ansible_run import run_tasks
 from tests.support.jsapi import api as raw_api
 
 MOD = "athlete_ally.nats.consumer_drain"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.ansible_run import run_tasks
-from tests.support.nats_cluster import NatsCluster, accounts_config
+from lab.ansible_run import run_tasks
+from lab.nats_cluster import NatsCluster, accounts_config
 from tests.support.jsapi import api
 
 SYS_PASSWORD = "sys-Pw-4b1d"

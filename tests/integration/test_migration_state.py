@@ -9,7 +9,7 @@ import asyncio
 import nats
 import pytest
 
-from tests.support.ansible_run import run_tasks
+from lab.ansible_run import run_tasks
 from tests.support.jsapi import api
 
 
@@ -101,6 +101,23 @@ def test_steps_of_a_group_and_the_record_written_with_the_move(cluster, plan):
 
     again = move(cluster, p)
     assert again.rc == 0 and again.task("move")["changed"] is False, again.stdout
+
+    # Phase 3's clock through the module, the phase as -e gives it (a string) and the retention as the inventory
+    # may write it: the Day-14 decision is the module's, from the journaled cut-over time
+    cut_at = int(meta_new["aa.migration.phase1.cutover_at"])
+    res = run_tasks(state_task(p, phase="1", legacy_retention="14d"), servers=cluster.url)
+    assert res.rc == 0, res.stdout
+    out = res.task("state")
+    assert out["group"]["phase"] == 1 and out["group"]["plan"]["moved"]
+    assert out["group"]["plan"]["next_step"] == "verified"
+    delete = out["migration"]["legacy_delete"]
+    assert delete["ready"] and delete["cutover_at"] == cut_at and delete["allowed_at"] == cut_at + 14 * 86400
+    assert delete["allowed"] is False and 0 < delete["seconds_left"] <= 14 * 86400, delete
+    now = run_tasks(state_task(p, legacy_retention=0), servers=cluster.url).task("state")["migration"]
+    assert now["legacy_delete"]["allowed"] is True and now["legacy_delete"]["seconds_left"] == 0
+    wrong = run_tasks(state_task(p, phase=7), servers=cluster.url)
+    assert wrong.rc != 0 and wrong.task("state")["msg"] == (
+        "phase 7 is not a phase of groups (1): pass one of migration.groups[].phase")
 
 
 def test_a_move_without_its_record_is_derived_written_once_with_a_warning(cluster, plan):

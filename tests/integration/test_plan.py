@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO, run_playbook_file, run_tasks
+from lab.ansible_run import REPO, run_playbook_file, run_tasks
 from tests.support.jsapi import api
+from tests.support.inventory import rendered
 
 sys.path.insert(0, str(REPO / ".collections"))
 from ansible_collections.athlete_ally.nats.plugins.module_utils import plan as plan_utils  # noqa: E402
@@ -41,7 +42,7 @@ def renamed(value, names, prefix):
 def plan(cluster, request):
     tag = re.sub(r"[^A-Za-z0-9]", "", request.node.name)[-14:].upper()
     names = ["L_" + tag, "V_" + tag, "C_" + tag, "D_" + tag]
-    staging = yaml.safe_load((REPO / "inventories/staging/group_vars/all/migration.yml").read_text())["migration"]
+    staging = rendered("staging")
     p = dict(plan=renamed(staging, names, tag.lower()), legacy=names[0], vendor=names[1], core=names[2],
              dlq=names[3], prefix=tag.lower(), made=[])
     yield p
@@ -144,7 +145,8 @@ def test_the_plan_alone_needs_no_cluster(plan):
 
 
 def inventory_plan(inventory):
-    return yaml.safe_load((REPO / "inventories" / inventory / "group_vars/all/migration.yml").read_text())["migration"]
+    # staging and production name their topology from inventories/migration_topology.yml: Ansible renders the plan
+    return rendered(inventory)
 
 
 @pytest.mark.parametrize("inventory", ["lab", "staging", "production"])

@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from tests.support.ansible_run import run_tasks
-from tests.support.nats_cluster import NatsCluster, free_ports
+from lab.ansible_run import run_tasks
+from lab.nats_cluster import NatsCluster, free_ports
 from tests.support.jsapi import api
 
 

@@ -19,12 +19,13 @@ from pathlib import Path
 import nats
 import pytest
 
-from tests.support.ansible_run import run_tasks
-from tests.support.nats_cluster import NatsCluster, accounts_config
+from lab.ansible_run import run_tasks
+from lab.nats_cluster import NatsCluster, accounts_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils import client  # noqa: E402
+from ansible_collections.athlete_ally.nats.plugins.module_utils import errors, retry  # noqa: E402
+from ansible_collections.athlete_ally.nats.plugins.module_utils.jetstream_api import JetStreamClient  # noqa: E402
 
 APP_PASSWORD = "app-Pw-r3try"
 SYS_PASSWORD = "sys-Pw-r3try"
@@ -167,7 +168,7 @@ def test_info_loop_rides_through_stream_leader_sigkill(rcluster, tmp_path):
 def transient_refusal(msg):
     """Whether ``msg`` is a JetStream API error reply the client counts as transient (refused, not applied)."""
     found = re.search(r"^JetStream API \S+ failed: .* \(code \d+, err_code (\d+)\)$", msg)
-    return bool(found) and int(found.group(1)) in client.TRANSIENT_ERR_CODES
+    return bool(found) and int(found.group(1)) in retry.TRANSIENT_ERR_CODES
 
 
 def test_budget_zero_fails_in_one_line_on_the_same_fault(rcluster, tmp_path):
@@ -217,13 +218,13 @@ def test_stream_update_right_after_leader_sigkill(rcluster, tmp_path):
 
 def test_overlapping_subjects_are_not_retried(rcluster):
     r3_stream(rcluster, "RT_OWNER", ["rtover.>"])
-    js = client.JetStreamClient(dict(servers=rcluster.urls, retry_budget=30, **APP))
+    js = JetStreamClient(dict(servers=rcluster.urls, retry_budget=30, **APP))
     with js:
         started = time.monotonic()
-        with pytest.raises(client.ApiError) as err:
+        with pytest.raises(errors.ApiError) as err:
             js.request("STREAM.CREATE.RT_CLASH", {"name": "RT_CLASH", "subjects": ["rtover.a"], "num_replicas": 3})
         assert time.monotonic() - started < 3
-    assert err.value.err_code == client.STREAM_SUBJECT_OVERLAP and js.warnings == []
+    assert err.value.err_code == errors.STREAM_SUBJECT_OVERLAP and js.warnings == []
     # Through a module: one line, quickly, and no retry warning.
     started = time.monotonic()
     res = run_tasks([{"name": "clash", "athlete_ally.nats.jetstream_stream": {
@@ -237,7 +238,7 @@ def test_overlapping_subjects_are_not_retried(rcluster):
 def test_client_reconnects_when_its_own_server_dies_mid_request(rcluster):
     """The server the client talks to is killed while a request is waiting (the stream has no leader)."""
     leader = r3_stream(rcluster, "RT_CONN", ["rtconn.>"])
-    js = client.JetStreamClient(dict(servers=rcluster.urls, retry_budget=45, request_timeout=3, **APP))
+    js = JetStreamClient(dict(servers=rcluster.urls, retry_budget=45, request_timeout=3, **APP))
     with js:
         port = int(js.where.rsplit(":", 1)[1])
         mine = rcluster.client_ports.index(port)

@@ -9,7 +9,7 @@ import time
 import nats
 import pytest
 
-from tests.support.ansible_run import run_tasks
+from lab.ansible_run import run_tasks
 from tests.support.jsapi import api
 
 

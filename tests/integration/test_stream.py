@@ -10,8 +10,8 @@ import uuid
 import nats
 import pytest
 
-from tests.support.ansible_run import run_tasks
-from tests.support.nats_cluster import OLDEST_BINARY, NatsCluster
+from lab.ansible_run import run_tasks
+from lab.nats_cluster import OLDEST_BINARY, NatsCluster
 from tests.support.jsapi import api
 
 MOD = "athlete_ally.nats.jetstream_stream"

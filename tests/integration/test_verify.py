@@ -21,9 +21,9 @@ from types import SimpleNamespace
 import nats
 import pytest
 
-from tests.support.ansible_run import run_tasks
+from lab.ansible_run import run_tasks
 from tests.support.jsapi import api
-from tests.support.nats_cluster import free_ports
+from lab.nats_cluster import free_ports
 
 psycopg2 = pytest.importorskip("psycopg2")
 labctl = pytest.importorskip("lab.labctl")

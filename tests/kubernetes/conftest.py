@@ -6,7 +6,7 @@ import yaml
 import pytest
 
 from tests.kubernetes.fake_k8s import FakeKubernetes, deployment
-from tests.support.ansible_run import run_playbook_file
+from lab.ansible_run import run_playbook_file
 
 NS = "production"
 

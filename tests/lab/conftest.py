@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO, run_playbook_file
+from lab.ansible_run import REPO, run_playbook_file
 
 sys.path.insert(0, str(REPO))
 from lab import labenv  # noqa: E402

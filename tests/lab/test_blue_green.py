@@ -21,7 +21,8 @@ import uuid
 
 import pytest
 
-from tests.support.ansible_run import BIN, REPO, run_playbook_file
+from lab.ansible_run import BIN, REPO, run_playbook_file
+from lab.services.common import read_env_file
 from tests.support.jsapi import api
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -65,8 +66,7 @@ def program(lab, name):
 
 
 def env_file(lab, name):
-    lines = (lab.dir / "env.d" / ("%s.env" % name)).read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+    return read_env_file(str(lab.dir / "env.d" / ("%s.env" % name)))  # as the service reads it at its next start
 
 
 def start_load(lab, tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.ansible_run import REPO, run_playbook_file
+from lab.ansible_run import REPO, run_playbook_file
 
 pytestmark = [pytest.mark.timeout(600)]
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO, run_playbook_file
+from lab.ansible_run import REPO, run_playbook_file
 
 sys.path.insert(0, str(REPO))
 

@@ -10,7 +10,7 @@ import pytest
 from tests.lab.conftest import LAB_VARS
 from tests.lab.test_lab import http
 from tests.support.polling import wait_for
-from tests.support.ansible_run import REPO, run_playbook_file
+from lab.ansible_run import REPO, run_playbook_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 

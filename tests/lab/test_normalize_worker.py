@@ -13,7 +13,7 @@ import pytest
 from nats import errors as nats_errors
 from nats.js import errors as js_errors
 
-from tests.support.ansible_run import REPO
+from lab.ansible_run import REPO
 
 sys.path.insert(0, str(REPO))
 from lab.services import normalize  # noqa: E402

@@ -15,7 +15,7 @@ import json
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO, run_playbook_file
+from lab.ansible_run import REPO, run_playbook_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from tests.support.ansible_run import REPO, playbook_env
+from lab.ansible_run import REPO, playbook_env
 from tests.support.jsapi import api
 
 sys.path.insert(0, str(REPO))

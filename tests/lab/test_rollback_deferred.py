@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.support.ansible_run import REPO, run_playbook_file
+from lab.ansible_run import REPO, run_playbook_file
 from tests.support.jsapi import api
 
 sys.path.insert(0, str(REPO))

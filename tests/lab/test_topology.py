@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.lab.conftest import Lab, lab_processes
-from tests.support.ansible_run import REPO, run_playbook_file
+from lab.ansible_run import REPO, run_playbook_file
 
 sys.path.insert(0, str(REPO))
 from lab import labenv  # noqa: E402

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.support.ansible_run import REPO
+from lab.ansible_run import REPO
 
 sys.path.insert(0, str(REPO / "monitoring" / "grafana"))
 import build_dashboard  # noqa: E402

@@ -19,7 +19,7 @@ import pytest
 
 from tests.lab.conftest import REPO
 from tests.monitoring.webhook import Receiver
-from tests.support.ansible_run import BIN, playbook_env, run_playbook_file
+from lab.ansible_run import BIN, playbook_env, run_playbook_file
 from tests.support.polling import wait_for
 
 sys.path.insert(0, str(REPO / "monitoring" / "grafana"))

@@ -49,6 +49,20 @@ def test_each_exporter_convention_names_every_nats_series():
         journal_exporter=True).rules_yaml()
 
 
+def test_the_no_traffic_alerts_require_traffic_min_messages_before():
+    def guards(p):
+        rules = {r["alert"]: r["expr"] for _c, r in p.rules()}
+        return [line for name in ("NatsStreamDown", "NormalizeLowMessageRate") for line in rules[name].splitlines()
+                if "offset" in line]
+    default = guards(promql())
+    assert len(default) == 3 and all(line.endswith(" > 0") or line.endswith(" > 0)") for line in default), default
+    floor = guards(Promql(MIGRATION, dict(MONITORING, traffic_min=20), {"service": SERVICE}))
+    assert all(line.endswith(" > 20") or line.endswith(" > 20)") for line in floor), floor
+    with pytest.raises(ValueError) as err:
+        Promql(MIGRATION, dict(MONITORING, traffic_min="many"), {"service": SERVICE}).rules()
+    assert str(err.value) == "migration_monitoring.traffic_min must be a number of messages (0 or more), got 'many'"
+
+
 @pytest.mark.parametrize("metrics, key", [
     ({"exporter": "surveyor", "service": SERVICE}, "migration_metrics.exporter must be one of nats-surveyor, "
                                                    "prometheus-nats-exporter, got 'surveyor'"),

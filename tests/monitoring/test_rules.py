@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO, run_playbook_file
+from lab.ansible_run import REPO, run_playbook_file
 
 HERE = Path(__file__).resolve().parent
 COMMITTED = REPO / "monitoring" / "prometheus" / "migration-rules.yml"

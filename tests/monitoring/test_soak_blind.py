@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from tests.support.ansible_run import REPO, run_playbook_file, run_tasks
-from tests.support.nats_cluster import free_ports
+from lab.ansible_run import REPO, run_playbook_file, run_tasks
+from lab.nats_cluster import free_ports
 from tests.support.polling import wait_for
 
 PRODUCTION = ["-i", str(REPO / "inventories" / "production")]

@@ -5,7 +5,7 @@ ansible-playbook on the 3-node cluster (the lab inventory's data; consumer lag r
 from __future__ import annotations
 
 from tests.monitoring.webhook import Receiver
-from tests.support.ansible_run import REPO, run_tasks
+from lab.ansible_run import REPO, run_tasks
 
 LAB = ["-i", str(REPO / "inventories" / "lab")]
 

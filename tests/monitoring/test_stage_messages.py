@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.monitoring.webhook import Receiver
-from tests.support.ansible_run import REPO, run_playbook_file, run_tasks
+from lab.ansible_run import REPO, run_playbook_file, run_tasks
 
 LAB = ["-i", str(REPO / "inventories" / "lab")]
 MIGRATION = yaml.safe_load((REPO / "inventories" / "lab" / "group_vars" / "all" / "migration.yml").read_text())

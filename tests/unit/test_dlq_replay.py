@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import dlq_replay as dr  # noqa: E402
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import ApiError, JetStreamError  # noqa: E402
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import ApiError, JetStreamError  # noqa: E402
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 12, 4, 21, 0, 0, tzinfo=UTC)

@@ -9,7 +9,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
+from ansible.errors import AnsibleFilterError  # noqa: E402
+
+from ansible_collections.athlete_ally.nats.plugins.filter.durations import FilterModule  # noqa: E402
 from ansible_collections.athlete_ally.nats.plugins.module_utils import durations  # noqa: E402
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError  # noqa: E402
 
 S = 10 ** 9
 
@@ -109,3 +113,51 @@ def test_params_to_seconds_fails_the_task_naming_the_option():
     with pytest.raises(SystemExit):
         durations.params_to_seconds(module, "timeout")
     assert module.failed.startswith("timeout: cannot read")
+
+
+# -- the task-option readers: a failure is a JetStreamError naming the option (the task's one line) ----------------
+def test_option_seconds_takes_the_default_when_unset_or_empty():
+    assert durations.option_seconds(None, "request_timeout", 5) == 5.0
+    assert durations.option_seconds("", "request_timeout", 5) == 5.0
+    assert durations.option_seconds(None, "stall_timeout") is None
+    assert durations.option_seconds("2m", "request_timeout", 5) == 120.0
+
+
+def test_option_readers_name_the_option():
+    with pytest.raises(JetStreamError, match="^retry_budget: cannot read 'soon'"):
+        durations.option_seconds("soon", "retry_budget", 30)
+    with pytest.raises(JetStreamError, match="^consumer_limits.inactive_threshold: cannot read"):
+        durations.option_nanos("2x", "consumer_limits.inactive_threshold")
+    assert durations.option_nanos(None, "max_age") is None
+    assert durations.option_nanos("14d", "max_age") == 14 * 86400 * S
+
+
+@pytest.mark.parametrize("value, allow_zero, seconds", [("300s", True, 300.0), (0, True, 0.0), ("250ms", False, 0.25)])
+def test_wait_seconds_reads_a_wait(value, allow_zero, seconds):
+    assert durations.wait_seconds(value, "timeout", allow_zero=allow_zero) == seconds
+
+
+@pytest.mark.parametrize("value, allow_zero", [(None, True), (-1, True), (0, False), ("0s", False)])
+def test_wait_seconds_refuses_what_is_no_wait(value, allow_zero):
+    with pytest.raises(JetStreamError, match="^stall_timeout must be a positive duration, got "):
+        durations.wait_seconds(value, "stall_timeout", allow_zero=allow_zero)
+
+
+@pytest.mark.parametrize("seconds, text", [(30.0, "30"), (0.25, "0.25"), (1.005, "1"), (90, "90"), (1.5, "1.5")])
+def test_fmt_seconds_writes_no_trailing_zeros(seconds, text):
+    assert durations.fmt_seconds(seconds) == text
+
+
+@pytest.mark.parametrize("seconds, text", [(-3, "0s"), (0, "0s"), (119.9, "119s"), (120, "2m"), (7199, "119m"),
+                                           (7200, "2.0h"), (86400, "24.0h")])
+def test_ago_is_coarse_and_never_negative(seconds, text):
+    assert durations.ago(seconds) == text
+
+
+def test_the_filters_are_the_module_utils_functions():
+    # plugins/filter/durations.py adds nothing of its own: what a playbook compares is what a module computes.
+    filters = FilterModule().filters()
+    assert filters["humanize_nanos"] is durations.humanize
+    assert filters["to_nanos"]("2m") == durations.to_nanos("2m")
+    with pytest.raises(AnsibleFilterError, match="cannot read '2x' as a duration"):
+        filters["to_nanos"]("2x")

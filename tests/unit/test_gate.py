@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import gate, lease  # noqa: E402
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError  # noqa: E402
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -27,6 +28,23 @@ def test_preflight_decision(record, digest, ok, words):
     allowed, reason = gate.decide(record, digest, NOW, DAY)
     assert allowed is ok
     assert words in reason
+
+
+@pytest.mark.parametrize("state, require, digest, refused", [
+    ("enter", True, None, True),
+    ("enter", True, "", True),
+    ("enter", True, "abc", False),
+    ("enter", False, None, False),
+    ("release", True, None, False),
+])
+def test_entering_with_the_preflight_required_needs_the_digest(state, require, digest, refused):
+    params = dict(state=state, require_preflight=require, digest=digest)
+    if refused:
+        with pytest.raises(JetStreamError, match=r"^migration_gate: digest is required to check the preflight "
+                                                 r"\(state=enter\)$"):
+            gate.check_params(params)
+    else:
+        assert gate.check_params(params) is None
 
 
 ME = {"run_id": "h/b/100/7", "host": "h", "boot_id": "b", "pid": 100, "pid_start": 7, "user": "op",

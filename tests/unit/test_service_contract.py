@@ -17,11 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 from ansible_collections.athlete_ally.nats.plugins.module_utils import contract_probe  # noqa: E402
 from ansible_collections.athlete_ally.nats.plugins.module_utils import service_contract as sc  # noqa: E402
 from tests.support.fake_clock import FakeClock  # noqa: E402
+from tests.support.inventory import rendered  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def inventory(env="lab"):
+    if env != "lab":  # staging and production name their topology from inventories/migration_topology.yml
+        return rendered(env)
     return yaml.safe_load((REPO / "inventories" / env / "group_vars" / "all" / "migration.yml").read_text())["migration"]
 
 

@@ -22,14 +22,13 @@ ENV_FILE = (
     "QUOTED=\"a b\"\n"
     "URL=postgres://u:p@h/db?sslmode=require&a=b\n"
     "EMPTY=\n"
-    "no equals sign here\n"
     "#COMMENTED=1\n"
 )
 
 
-# ---- env files ------------------------------------------------------------------------------------------------------
+# ---- env files: the filters wrap module_utils/env_file.py (its format: tests/unit/test_env_file.py) ---------------
 
-def test_env_file_parse_skips_blanks_comments_and_lines_without_equals():
+def test_env_file_parse_reads_the_format():
     assert sd.env_file_parse(ENV_FILE) == {
         "EVENT_STREAM_MODE": "single",
         "SPACED_KEY": " kept as is  ",  # only the key is trimmed
@@ -44,8 +43,10 @@ def test_env_file_parse_empty(text):
     assert sd.env_file_parse(text) == {}
 
 
-def test_env_file_parse_later_line_wins_and_crlf():
-    assert sd.env_file_parse("A=1\r\nA=2\r\n") == {"A": "2"}
+def test_env_file_parse_refuses_a_line_that_is_not_key_value_as_a_filter_error():
+    with pytest.raises(AnsibleFilterError) as err:
+        sd.env_file_parse("A=1\nno equals sign here\n")
+    assert str(err.value).startswith("env_file_parse: env file line 2: 'no equals sign here' is not KEY=VALUE")
 
 
 def test_env_merge_sets_text_and_null_removes():
@@ -82,7 +83,7 @@ def test_env_file_round_trips():
 def test_env_file_render_refuses_what_would_not_read_back(env):
     with pytest.raises(AnsibleFilterError) as err:
         sd.env_file_render(env, "svc")
-    assert "env_file_render" in str(err.value)
+    assert str(err.value).startswith("env_file_render: ") and "cannot be one KEY=VALUE line" in str(err.value)
 
 
 # ---- logs ---------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import JetStreamError  # noqa: E402
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError  # noqa: E402
 from ansible_collections.athlete_ally.nats.plugins.module_utils.soak import (  # noqa: E402
     Prometheus, Soak, status_line)
 from tests.support.fake_clock import FakeClock  # noqa: E402

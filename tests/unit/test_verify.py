@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import verify  # noqa: E402
-from ansible_collections.athlete_ally.nats.plugins.module_utils.client import ApiError, JetStreamError  # noqa: E402
+from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import ApiError, JetStreamError  # noqa: E402
 from ansible_collections.athlete_ally.nats.plugins.module_utils.prometheus import prom_sum  # noqa: E402
 from tests.support.fake_clock import FakeClock  # noqa: E402
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nats
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CURRENT_BINARY = REPO / ".venv" / "bin" / "nats-server"
 OLDEST_BINARY = next(iter(sorted((REPO / ".venv").glob("nats-2.10.*/bin/nats-server"))), None)
 

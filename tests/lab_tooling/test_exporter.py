@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from tests.support.ansible_run import REPO
+from lab.ansible_run import REPO
 
 sys.path.insert(0, str(REPO))
 from lab.exporter import cut_over_phases, journal  # noqa: E402

@@ -15,7 +15,7 @@ import matplotlib.image
 import numpy
 import pytest
 
-from tests.support.ansible_run import REPO
+from lab.ansible_run import REPO
 
 sys.path.insert(0, str(REPO))
 from lab import report as report_html  # noqa: E402
@@ -51,7 +51,7 @@ def synthetic_page(tmp_path):
     start = 1_800_000_000.0
     report = {"sent": 600, "acked": 600, "lost": 0, "unexpected": 0, "duplicates": 0, "duplicate_deliveries": 2,
               "unknown": 0, "publish_gap_ms": 2600, "total_seconds": 60, "ok": True,
-              "phases": {"phase1": 30.0}, "tasks": {"phase1": 60}}
+              "phases": {"phase1": 30.0}, "tasks": {"phase1": 60}, "module_runs": {"phase1": 12}}
     page = report_html.build(report, recs(start, 60, (start + 30, start + 32.5)), None, start, start + 60,
                              [("phase1", start, start + 30)], queries=report_html.lab_queries())
     path = tmp_path / "report.html"
@@ -94,6 +94,7 @@ def test_page_without_prometheus_still_shows_the_ledger(tmp_path):
     page, _path = synthetic_page(tmp_path)
     assert page.startswith("<!doctype html>") and "rehearsal: ok" in page
     assert re.search(r"<th>duplicate_deliveries</th><td>2</td>", page) and "<svg" not in page
+    assert "<tr><th>phase1</th><td>30.0 s</td><td>60 tasks</td><td>12 module runs</td></tr>" in page
     pixels = png_pixels(embedded_png(page))
     assert pixels.shape[:2] == (800, 1100) and colours(pixels) > 50
 
