@@ -175,15 +175,15 @@ def misroute(env, phase):
         # what a cut-over records (docs/JOURNAL.md), on a stream that stores nothing: the journal only
         metadata = dict(journal_module().entries({"cutover_at": int(time.time()), "cutover_seq": last}, phase),
                         **{FAULT_MARK: "misroute"})
-        await api("STREAM.CREATE." + stream, {"name": stream, "storage": "memory", "num_replicas": 1,
-                                               "metadata": metadata})
+        config = {"name": stream, "storage": "memory", "num_replicas": 1, "metadata": metadata}
+        await api("STREAM.CREATE." + stream, config)
         ack = await publish(subject, b"published to a group's subject after its cut-over")
         return {"group": group["name"], "stream": stream, "cutover_seq": last, "subject": subject,
                 "stored_on": ack.stream, "seq": ack.seq}
     res = js_call(env, calls)
     if res["stored_on"] != legacy:
-        raise SystemExit("misroute: %s was stored on %s, not on the legacy stream %s" % (subject, res["stored_on"],
-                                                                                      legacy))
+        raise SystemExit("misroute: %s was stored on %s, not on the legacy stream %s"
+                         % (subject, res["stored_on"], legacy))
     return res
 
 
@@ -206,9 +206,9 @@ def stall_source(env, backlog=50, room=5):
     async def calls(api, publish):
         for name in (STALL_SHADOW, STALL_UP):
             await api("STREAM.DELETE." + name, ok=(10059,))
-        await api("STREAM.CREATE." + STALL_UP, {"name": STALL_UP, "subjects": ["lab-fault.upstream.>"],
-                                                  "storage": "memory", "num_replicas": 1,
-                                                  "metadata": {FAULT_MARK: "stall-source"}})
+        upstream = {"name": STALL_UP, "subjects": ["lab-fault.upstream.>"], "storage": "memory", "num_replicas": 1,
+                    "metadata": {FAULT_MARK: "stall-source"}}
+        await api("STREAM.CREATE." + STALL_UP, upstream)
         for i in range(backlog):
             await publish("lab-fault.upstream.events", b"%d" % i)
         # room for a few messages only, new ones refused: the source stops with the rest still to copy (its lag)

@@ -44,7 +44,7 @@ def split_table(name):
 
 class Probe(object):
     """``http(method, url, body, timeout) -> (status, text)`` and ``query(sql, args) -> [row dicts]`` are passed in
-    (the module gives open_url and psycopg2; unit tests give fakes)."""
+    (the module gives verify.http_request and psycopg2; unit tests give fakes)."""
 
     def __init__(self, params, http, query, sleep=time.sleep, clock=time.monotonic):
         self.p = params

@@ -349,3 +349,38 @@ def wait_for(js, legacy_name, groups, phase, condition, timeout, poll=0.5, progr
                              % (what, condition, exc.seconds, exc.line), state=exc.last, stalled=True)
     state["waited_seconds"] = waited
     return state
+
+
+# -- the module --------------------------------------------------------------------------------
+def run(module, js):
+    """The migration_state module: read (or wait for a condition), the group of ``phase`` as ``group``."""
+    p = module.params
+    for i, group in enumerate(p["groups"]):
+        missing = [k for k in ("phase", "stream", "subjects") if group.get(k) in (None, "", [])]
+        if missing:
+            raise JetStreamError("groups[%d] lacks %s; each group needs phase, stream, subjects and consumers"
+                                 % (i, ", ".join(missing)))
+    phases = sorted(int(g["phase"]) for g in p["groups"])
+    if p["phase"] is not None and p["phase"] not in phases:
+        raise JetStreamError("phase %s is not a phase of groups (%s): pass one of migration.groups[].phase"
+                             % (p["phase"], ", ".join(str(n) for n in phases)))
+    clocks = dict(legacy_retention=p["legacy_retention"], blue_keep=p["blue_keep"])
+
+    def result(state, **extra):
+        out = dict(changed=False, migration=state, **extra)
+        if p["phase"] is not None:
+            out["group"] = group_of(state, p["phase"])
+        return out
+
+    if not p["wait_for"]:
+        return result(read(js, p["legacy_stream"], p["groups"], **clocks))
+    progress = []
+    try:
+        state = wait_for(js, p["legacy_stream"], p["groups"], p["phase"], p["wait_for"], p["timeout"],
+                         progress=progress.append, stall=p["stall_timeout"], limit=p["max_behind"], **clocks)
+    except JetStreamError as exc:
+        if p["fail_on_timeout"] or exc.result.get("state") is None:
+            raise
+        return result(exc.result["state"], reached=False, reason=str(exc), progress=progress)
+    waited = state.pop("waited_seconds")
+    return result(state, reached=True, waited_seconds=waited, progress=progress)

@@ -10,19 +10,19 @@ into AnsibleFilterError)."""
 
 from __future__ import annotations
 
-try:
-    from prometheus_client.parser import text_string_to_metric_families
-except ImportError:  # pragma: no cover - reported as one line when used
-    text_string_to_metric_families = None
-
 
 def samples(text, metric):
     """``[(labels dict, value)]`` of the samples named ``metric`` (a counter's ``_total`` sample name, as the
     runbook greps it) in an exposition text."""
     if not isinstance(text, str):
         raise ValueError("prom_sum expects the /metrics text, got %s" % type(text).__name__)
-    if text_string_to_metric_families is None:
-        raise ValueError("prometheus_client is not installed on the controller (requirements.txt)")
+    try:  # imported when a text is read: module runs that read none do not pay for it
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        # a module has basic loaded already; the filter (controller) loads it only to say this
+        from ansible.module_utils.basic import missing_required_lib
+        raise ValueError(missing_required_lib("prometheus_client", reason="to read a /metrics text "
+                                              "(pip install prometheus-client where this runs)"))
     out = []
     try:
         for family in text_string_to_metric_families(text):

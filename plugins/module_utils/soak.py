@@ -21,8 +21,7 @@ import json
 import time
 from urllib.parse import urlencode
 
-from ansible.module_utils.urls import open_url
-
+from ansible_collections.athlete_ally.nats.plugins.module_utils import http_client
 from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
 from ansible_collections.athlete_ally.nats.plugins.module_utils.migration_state import consumer_state
 
@@ -56,7 +55,7 @@ def describe_alert(alert):
 
 
 class Prometheus(object):
-    """The HTTP API, through ``fetch(url) -> bytes`` (the module passes ansible's open_url)."""
+    """The HTTP API, through ``fetch(url) -> bytes`` (the module passes http_client.request)."""
 
     def __init__(self, url, fetch):
         self.url = url.rstrip("/")
@@ -295,12 +294,13 @@ def status_line(row):
 
 
 def run(module, js):
-    """migration_soak: one soak window, Prometheus read with Ansible's open_url, progress lines to progress_file."""
+    """migration_soak: one soak window, Prometheus read over HTTP (http_client), progress lines to progress_file."""
     url = module.params["prometheus_url"]
 
     def fetch(target):
         try:
-            return open_url(target, timeout=10).read()
+            with http_client.request(target, timeout=10) as resp:
+                return resp.read()
         except Exception as exc:  # urllib raises many types; one line is what the operator needs
             raise JetStreamError("cannot read Prometheus at %s: %s" % (url, exc))
 

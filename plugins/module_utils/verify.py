@@ -32,21 +32,14 @@ import datetime
 import decimal
 import json
 import time
-from urllib.error import HTTPError, URLError
+from urllib.error import HTTPError
 
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import (
-    drain, durations, migration_state, prometheus, publish, service_contract)
+    drain, durations, http_client, migration_state, prometheus, publish, service_contract)
 from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import fmt_seconds
 from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import ApiError, JetStreamError
-
-try:
-    import psycopg2
-    HAS_PSYCOPG2 = True
-except ImportError:  # reported when a row is read
-    psycopg2 = None
-    HAS_PSYCOPG2 = False
 
 # The statuses of the ingest API that are answers (judged by the playbook's assert), as the uri task accepted.
 ANSWER_STATUSES = (200, 400, 503)
@@ -119,10 +112,8 @@ class Database(object):
         self.conn = None
 
     def query(self, sql, args):
-        if not HAS_PSYCOPG2:
-            raise JetStreamError("reading the verification row needs the psycopg2 Python package (pip install "
-                                 "psycopg2-binary) where the task runs")
         if self.conn is None:
+            psycopg2 = import_psycopg2()
             self.conn = psycopg2.connect(**dict((k, v) for k, v in self.options.items() if v not in (None, "")))
             self.conn.autocommit = True
         try:
@@ -142,14 +133,29 @@ class Database(object):
             self.conn = None
 
 
+def import_psycopg2():
+    """psycopg2, imported when a row is first read (runs that read none do not pay for it), or one line."""
+    try:
+        import psycopg2
+    except ImportError:
+        raise JetStreamError(missing_required_lib("psycopg2", reason="to read the verification row "
+                                                  "(pip install psycopg2-binary where the task runs)"))
+    return psycopg2
+
+
 def transient_db_errors():
-    """Database errors a row poll rides out (server restarting, connection refused) until its bound."""
-    return (psycopg2.OperationalError, psycopg2.InterfaceError) if HAS_PSYCOPG2 else ()
+    """Database errors a row poll rides out (server restarting, connection refused) until its bound: psycopg2's
+    when it is installed (else no row is ever read, and the first read says so)."""
+    try:
+        import psycopg2
+    except ImportError:
+        return ()
+    return (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
 class Verify(object):
     """``http(method, url, body, timeout) -> (status, text)`` and ``query(sql, args) -> [row dicts]`` are passed
-    in (the module gives open_url and psycopg2; unit tests give fakes); NATS goes through ``js``."""
+    in (the module gives http_request and psycopg2; unit tests give fakes); NATS goes through ``js``."""
 
     def __init__(self, params, js, http, query, sleep=time.sleep, clock=time.monotonic, transient=None):
         p = params
@@ -159,7 +165,7 @@ class Verify(object):
         self.query = query
         self.sleep = sleep
         self.clock = clock
-        self.transient = transient_db_errors() if transient is None else transient
+        self.transient = transient  # None: psycopg2's, looked up when a row is read (wait_row)
         self.after = p["expected_stream"] == p["stream"]
         self.stall_timeout = durations.wait_seconds(p["stall_timeout"], "stall_timeout", allow_zero=False)
         for option in ("drain_timeout", "poll_interval"):  # the drain's own; checked before the event is sent
@@ -276,13 +282,14 @@ class Verify(object):
     def wait_row(self):
         p = self.p
         sql, args = self.row_sql, {"id": p["event_id"]}
+        transient = transient_db_errors() if self.transient is None else self.transient
         start = self.clock()
         last_error = None
         while True:
             try:
                 rows = self.query(sql, args)
                 last_error = None
-            except self.transient as exc:
+            except transient as exc:
                 rows, last_error = [], " ".join(str(exc).split())
             waited = self.clock() - start
             if rows:
@@ -377,27 +384,26 @@ class Verify(object):
 
 
 def http_request(method, url, body, timeout):
-    """``(status, text)`` of one HTTP request through Ansible's open_url; an HTTP error status is an answer,
+    """``(status, text)`` of one HTTP request (module_utils/http_client.py); an HTTP error status is an answer,
     no answer at all (refused, timed out, DNS) is one JetStreamError line."""
     headers = {"Content-Type": "application/json"} if body is not None else {}
     try:
-        resp = open_url(url, data=body, method=method, headers=headers, timeout=timeout,
-                        validate_certs=True, follow_redirects="safe")
-        return resp.getcode(), resp.read().decode("utf-8", "replace")
+        with http_client.request(url, method, body, headers, timeout) as resp:
+            return resp.status, resp.read().decode("utf-8", "replace")
     except HTTPError as exc:
         try:
             text = exc.read().decode("utf-8", "replace")
         except Exception:  # an error body that cannot be read is no reason to lose the status
             text = ""
         return exc.code, text
-    except (URLError, OSError, ValueError) as exc:
+    except http_client.NO_ANSWER as exc:
         reason = getattr(exc, "reason", None) or exc
         raise JetStreamError("%s %s: no answer (%s); check the URL and that the service is up"
                              % (method, url, " ".join(str(reason).split())))
 
 
 def run(module, js):
-    """``action`` for runner.run_module: the verification with open_url and psycopg2."""
+    """``action`` for runner.run_module: the verification over HTTP (http_client) and psycopg2."""
     p = module.params
     if module.check_mode:
         return dict(changed=False, event_id=p["event_id"], path=path_of(p.get("ingest_url"), p.get("ingest_path")),

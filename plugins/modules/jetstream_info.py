@@ -24,13 +24,36 @@ options:
         O(consumer) is set.
     type: list
     elements: str
-    choices: [cluster, account, streams, stream, consumer]
+    choices: [cluster, account, streams, stream, consumer, stream_list, consumer_list]
   stream:
     description: Stream name for O(gather=stream) and O(gather=consumer).
     type: str
   consumer:
     description: Durable consumer name for O(gather=consumer); needs O(stream).
     type: str
+  stream_list:
+    description:
+      - Streams read at once for O(gather=stream_list), returned as RV(stream_list) keyed by name; one task
+        instead of a loop over O(stream) (each loop item is a module run).
+    type: list
+    elements: str
+  consumer_list:
+    description:
+      - Consumers read at once for O(gather=consumer_list), returned as RV(consumer_list) keyed by C(STREAM/name).
+    type: list
+    elements: dict
+    suboptions:
+      stream:
+        description: The consumer's stream.
+        type: str
+        required: true
+      name:
+        description: The durable name.
+        type: str
+        required: true
+      max_pending:
+        description: Its bound for O(wait_for=consumers_pending_below); default O(max_pending).
+        type: int
   system_user:
     description:
       - User of the system account, for O(gather=cluster) (C($SYS.REQ.SERVER.PING.JSZ)).
@@ -45,17 +68,21 @@ options:
     type: path
   wait_for:
     description:
-      - Gather again until a value the cluster converges to holds, instead of reading it once.
+      - Gather again until a value the cluster converges to holds, instead of reading it once. Several conditions
+        must all hold.
       - V(stream_current), O(stream) exists, has a leader and every replica is current;
+        V(streams_current), the same for every O(stream_list) entry;
         V(cluster_current), every JetStream peer is current (needs O(gather=cluster) rights);
-        V(consumer_pending_below), O(consumer) has fewer than O(max_pending) messages pending.
+        V(consumer_pending_below), O(consumer) has fewer than O(max_pending) messages pending;
+        V(consumers_pending_below), every O(consumer_list) entry has fewer than its C(max_pending).
       - Transient errors (a leader election) count as "not yet". On timeout the task fails with one line saying
         what is still missing, and returns the last facts seen.
       - Without O(gather), gathers just what the condition needs.
-    type: str
-    choices: [cluster_current, consumer_pending_below, stream_current]
+    type: list
+    elements: str
+    choices: [cluster_current, consumer_pending_below, consumers_pending_below, stream_current, streams_current]
   max_pending:
-    description: The bound for O(wait_for=consumer_pending_below).
+    description: The bound for O(wait_for=consumer_pending_below), and the default one of O(consumer_list).
     type: int
     default: 0
   timeout:
@@ -111,9 +138,27 @@ EXAMPLES = r"""
 - name: Backlog below 100
   ansible.builtin.assert:
     that: legacy.consumer.exists and legacy.consumer.num_pending < 100
+
+- name: Two streams and their consumers in one run, once every replica is current and each backlog under its bound
+  athlete_ally.nats.jetstream_info:
+    stream_list: [AA_CORE_HOT, AA_DLQ]
+    consumer_list:
+      - {stream: AA_CORE_HOT, name: normalize-hrv-durable, max_pending: 10}
+      - {stream: AA_DLQ, name: dlq-monitor}
+    max_pending: 100
+    wait_for: [streams_current, consumers_pending_below]
+  register: topology
 """
 
 RETURN = r"""
+stream_list:
+  description: Each O(stream_list) stream's facts (as RV(stream)), keyed by its name.
+  returned: with O(gather=stream_list)
+  type: dict
+consumer_list:
+  description: Each O(consumer_list) consumer's facts (as RV(consumer)) and its C(max_pending), keyed by C(STREAM/name).
+  returned: with O(gather=consumer_list)
+  type: dict
 waited_seconds:
   description: How long O(wait_for) waited.
   returned: with O(wait_for)
@@ -219,10 +264,15 @@ def argument_spec():
         gather=dict(type="list", elements="str", choices=info.GATHER_CHOICES),
         stream=dict(type="str"),
         consumer=dict(type="str"),
+        stream_list=dict(type="list", elements="str"),
+        consumer_list=dict(type="list", elements="dict", options=dict(
+            stream=dict(type="str", required=True),
+            name=dict(type="str", required=True),
+            max_pending=dict(type="int"))),
         system_user=dict(type="str"),
         system_password=dict(type="str", no_log=True),
         system_creds_file=dict(type="path"),
-        wait_for=dict(type="str", choices=sorted(info.WAIT_CONDITIONS)),
+        wait_for=dict(type="list", elements="str", choices=sorted(info.WAIT_CONDITIONS)),
         max_pending=dict(type="int", default=0),
         timeout=durations.duration_option(default=30),
     )

@@ -199,46 +199,12 @@ progress:
 """
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils import durations, migration_state
-from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
 from ansible_collections.athlete_ally.nats.plugins.module_utils.runner import build_module, run_module
 
 
-def action(module, js):
-    p = module.params
-    for i, group in enumerate(p["groups"]):
-        missing = [k for k in ("phase", "stream", "subjects") if group.get(k) in (None, "", [])]
-        if missing:
-            raise JetStreamError("groups[%d] lacks %s; each group needs phase, stream, subjects and consumers"
-                                 % (i, ", ".join(missing)))
-    phases = sorted(int(g["phase"]) for g in p["groups"])
-    if p["phase"] is not None and p["phase"] not in phases:
-        raise JetStreamError("phase %s is not a phase of groups (%s): pass one of migration.groups[].phase"
-                             % (p["phase"], ", ".join(str(n) for n in phases)))
-    clocks = dict(legacy_retention=p["legacy_retention"], blue_keep=p["blue_keep"])
-
-    def result(state, **extra):
-        out = dict(changed=False, migration=state, **extra)
-        if p["phase"] is not None:
-            out["group"] = migration_state.group_of(state, p["phase"])
-        return out
-
-    if not p["wait_for"]:
-        return result(migration_state.read(js, p["legacy_stream"], p["groups"], **clocks))
-    progress = []
-    try:
-        state = migration_state.wait_for(js, p["legacy_stream"], p["groups"], p["phase"], p["wait_for"],
-                                         p["timeout"], progress=progress.append, stall=p["stall_timeout"],
-                                         limit=p["max_behind"], **clocks)
-    except JetStreamError as exc:
-        if p["fail_on_timeout"] or exc.result.get("state") is None:
-            raise
-        return result(exc.result["state"], reached=False, reason=str(exc), progress=progress)
-    waited = state.pop("waited_seconds")
-    return result(state, reached=True, waited_seconds=waited, progress=progress)
-
-
-def main():
-    module = build_module(dict(
+def argument_spec():
+    """This module's own options; runner.build_module adds the shared connection options (args_common.py)."""
+    return dict(
         legacy_stream=dict(type="str", required=True),
         groups=dict(type="list", elements="dict", required=True),
         phase=dict(type="int"),
@@ -249,9 +215,12 @@ def main():
         fail_on_timeout=dict(type="bool", default=True),
         legacy_retention=durations.duration_option(),
         blue_keep=durations.duration_option(),
-    ), supports_check_mode=True)
-    durations.params_to_seconds(module, "timeout", "stall_timeout", "legacy_retention", "blue_keep")
-    run_module(module, action)
+    )
+
+
+def main():
+    module = build_module(argument_spec(), supports_check_mode=True)
+    run_module(module, migration_state.run, seconds=("timeout", "stall_timeout", "legacy_retention", "blue_keep"))
 
 
 if __name__ == "__main__":

@@ -137,6 +137,52 @@ def test_gather_stream_without_name_fails_clearly(syscluster):
     assert "needs the 'stream' option" in res.task("info")["msg"]
 
 
+def test_stream_list_and_consumer_list_in_one_run(syscluster):
+    """What validate.yml reads: every stream and consumer of a topology in one module run, waiting on all of them;
+    a missing stream or a backlog over its bound fails with one line naming just what does not hold."""
+    url = syscluster.url
+    for name in ("LIST_A", "LIST_B"):
+        api(url, "STREAM.CREATE.%s" % name, {"name": name, "subjects": ["%s.>" % name.lower()], "num_replicas": 3,
+                                            "storage": "file"}, **APP)
+        api(url, "CONSUMER.CREATE.%s.c" % name, {"stream_name": name, "config": {
+            "durable_name": "c", "ack_policy": "explicit"}}, **APP)
+    pub = {"name": "pub", "athlete_ally.nats.jetstream_publish": {"subject": "list_b.x", "payload_json": {"n": 1}}}
+    consumers = [{"stream": "LIST_A", "name": "c"}, {"stream": "LIST_B", "name": "c", "max_pending": 2}]
+    try:
+        res = run_tasks([pub, info_task(stream_list=["LIST_A", "LIST_B"], consumer_list=consumers, max_pending=1,
+                                        wait_for=["streams_current", "consumers_pending_below"])],
+                        servers=syscluster.urls, defaults=APP)
+        assert res.rc == 0, res.stdout[-3000:]
+        out = res.task("info")
+        assert out["gathered"] == ["stream_list", "consumer_list"] and out["changed"] is False
+        assert sorted(out["stream_list"]) == ["LIST_A", "LIST_B"]
+        assert all(s["exists"] and s["summary"]["replicas_current"] == 3 for s in out["stream_list"].values())
+        assert out["stream_list"]["LIST_B"]["config"]["subjects"] == ["list_b.>"]
+        assert out["consumer_list"]["LIST_A/c"]["max_pending"] == 1  # the module's bound, none of its own
+        assert out["consumer_list"]["LIST_B/c"]["num_pending"] == 1
+        assert out["consumer_list"]["LIST_B/c"]["max_pending"] == 2
+
+        res = run_tasks([info_task(stream_list=["LIST_A", "LIST_NOPE"], consumer_list=consumers, max_pending=1,
+                                   wait_for=["streams_current", "consumers_pending_below"], timeout=2)],
+                        servers=syscluster.urls, defaults=APP)
+        assert res.rc != 0
+        msg = res.task("info")["msg"]
+        assert "\n" not in msg and "LIST_A:" not in msg, msg
+        assert msg.startswith("still not streams_current and consumers_pending_below after 2"), msg
+        assert "stream LIST_NOPE does not exist" in msg, msg
+        # LIST_B/c holds 1 < 2 (its own bound); LIST_A/c holds 0 < 1: no consumer is named
+        assert "consumer" not in msg.split(": ", 1)[1], msg
+    finally:
+        for name in ("LIST_A", "LIST_B"):
+            api(url, "STREAM.DELETE.%s" % name, **APP)
+
+
+def test_stream_list_without_names_fails_clearly(syscluster):
+    res = run_tasks([info_task(gather=["stream_list"])], servers=syscluster.urls, defaults=APP)
+    assert res.rc != 0
+    assert "gather stream_list needs the 'stream_list' option" in res.task("info")["msg"]
+
+
 def test_stopped_node_is_reported_not_current(syscluster):
     """Last in this file: stops one node. The runbook's "all 3 nodes UP" check must then fail."""
     syscluster.stop_node(2)

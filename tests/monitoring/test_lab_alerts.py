@@ -120,8 +120,8 @@ def alerts_lab(request, tmp_path_factory):
     try:
         lab = request.getfixturevalue("lab")
         # phase 0's stream (the DLQ growth alert reads it; the soak then requires its series)
-        dlq = lab.js("STREAM.CREATE.AA_DLQ", {"name": "AA_DLQ", "subjects": ["dlq.>"], "storage": "memory",
-                                             "num_replicas": 1})
+        dlq = lab.js("STREAM.CREATE.AA_DLQ",
+                     {"name": "AA_DLQ", "subjects": ["dlq.>"], "storage": "memory", "num_replicas": 1})
         assert "error" not in dlq, dlq
         lab.load = Load(lab, tmp_path_factory.mktemp("load"))
         lab.load.start()
