@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import time
+
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import humanize, to_nanos
+from ansible_collections.athlete_ally.nats.plugins.module_utils.durations import age_check, humanize, to_nanos
 
 
 def _to_nanos(value):
@@ -17,6 +19,13 @@ def _to_nanos(value):
         raise AnsibleFilterError(str(exc))
 
 
+def _age_check(when, max_age, now=None):
+    try:
+        return age_check(when, max_age, time.time() if now is None else float(now))
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
 class FilterModule(object):
     def filters(self):
-        return {"to_nanos": _to_nanos, "humanize_nanos": humanize}
+        return {"to_nanos": _to_nanos, "humanize_nanos": humanize, "age_check": _age_check}

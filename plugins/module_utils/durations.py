@@ -12,6 +12,7 @@ and modules only call it.
 
 from __future__ import annotations
 
+import datetime
 import re
 
 from ansible_collections.athlete_ally.nats.plugins.module_utils.errors import JetStreamError
@@ -105,6 +106,37 @@ def ago(seconds):
     if seconds < 7200:
         return "%dm" % (seconds // 60)
     return "%.1fh" % (seconds / 3600.0)
+
+
+def age_check(when, max_age, now):
+    """Whether something made at ``when`` is younger than ``max_age`` at ``now``: ``{ok, found, age_seconds,
+    age_hours, max_age_seconds}``. ``when`` is epoch seconds or an RFC 3339 / ISO 8601 time (an RDS snapshot's
+    ``snapshot_create_time``); 0, None or "" means nothing was found, which is never young enough."""
+    limit = to_seconds(max_age, "max_age")
+    at = _epoch(when)
+    if not at:
+        return dict(ok=False, found=False, age_seconds=None, age_hours=None, max_age_seconds=limit)
+    age = now - at
+    return dict(ok=age < limit, found=True, age_seconds=age, age_hours=round(age / 3600.0, 2), max_age_seconds=limit)
+
+
+def _epoch(when):
+    if when in (None, ""):
+        return 0
+    if isinstance(when, (int, float)):
+        return float(when)
+    text = str(when).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("cannot read %r as a time (epoch seconds or ISO 8601)" % (when,))
+    if stamp.tzinfo is None:  # the AWS APIs answer in UTC
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    return stamp.timestamp()
 
 
 def humanize(nanos):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import sys
 from pathlib import Path
 
@@ -161,3 +162,44 @@ def test_the_filters_are_the_module_utils_functions():
     assert filters["to_nanos"]("2m") == durations.to_nanos("2m")
     with pytest.raises(AnsibleFilterError, match="cannot read '2x' as a duration"):
         filters["to_nanos"]("2x")
+
+
+# -- backup age (backup_age.yml asserts this decision) ----------------------------------------------------------
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize("when, ok, hours", [
+    (NOW - 5 * 3600, True, 5.0),
+    (NOW - 7 * 3600, False, 7.0),
+    (NOW - 6 * 3600, False, 6.0),        # exactly max_age is too old: "newer than 6 hours"
+    (str(NOW - 3600), True, 1.0),        # stat's mtime may come back as a string from a template
+])
+def test_age_check_epoch(when, ok, hours):
+    got = durations.age_check(when, "6h", NOW)
+    assert got["ok"] is ok and got["found"] is True
+    assert got["age_hours"] == pytest.approx(hours, abs=0.01)
+    assert got["max_age_seconds"] == 6 * 3600
+
+
+@pytest.mark.parametrize("when, ok, hours", [
+    ("2027-01-15T07:00:00.123000+00:00", True, 1.0),   # an RDS snapshot_create_time
+    ("2027-01-15T01:30:00Z", False, 6.5),
+    ("2027-01-15T03:00:00", True, 5.0),                # no zone: UTC, as the AWS APIs answer
+])
+def test_age_check_iso_times(when, ok, hours):
+    now = datetime.datetime(2027, 1, 15, 8, 0, 0, tzinfo=datetime.timezone.utc).timestamp()
+    got = durations.age_check(when, "6h", now)
+    assert got["ok"] is ok
+    assert got["age_hours"] == pytest.approx(hours, abs=0.01)
+
+
+@pytest.mark.parametrize("when", [0, None, ""])
+def test_age_check_nothing_found_is_never_young_enough(when):
+    got = durations.age_check(when, "6h", NOW)
+    assert got == dict(ok=False, found=False, age_seconds=None, age_hours=None, max_age_seconds=21600)
+
+
+def test_age_check_filter_names_an_unreadable_time():
+    with pytest.raises(AnsibleFilterError, match="cannot read 'yesterday' as a time"):
+        FilterModule().filters()["age_check"]("yesterday", "6h", NOW)
+    assert FilterModule().filters()["age_check"](NOW - 60, "1h", NOW)["ok"] is True
