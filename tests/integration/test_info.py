@@ -142,8 +142,8 @@ def test_stream_list_and_consumer_list_in_one_run(syscluster):
     a missing stream or a backlog over its bound fails with one line naming just what does not hold."""
     url = syscluster.url
     for name in ("LIST_A", "LIST_B"):
-        api(url, "STREAM.CREATE.%s" % name, {"name": name, "subjects": ["%s.>" % name.lower()], "num_replicas": 3,
-                                            "storage": "file"}, **APP)
+        config = {"name": name, "subjects": ["%s.>" % name.lower()], "num_replicas": 3, "storage": "file"}
+        api(url, "STREAM.CREATE.%s" % name, config, **APP)
         api(url, "CONSUMER.CREATE.%s.c" % name, {"stream_name": name, "config": {
             "durable_name": "c", "ack_policy": "explicit"}}, **APP)
     pub = {"name": "pub", "athlete_ally.nats.jetstream_publish": {"subject": "list_b.x", "payload_json": {"n": 1}}}
