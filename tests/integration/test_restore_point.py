@@ -4,26 +4,12 @@ after phase 3)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import nats
-
 from lab.ansible_run import run_tasks
-from tests.support.jsapi import api
+from tests.support.jsapi import api, publish_acked as publish
 
 KEY = "aa.migration.legacy_restore_point"
-
-
-def publish(url, subject, count):
-    async def go():
-        nc = await nats.connect(url.split(","))
-        try:
-            for i in range(count):
-                await nc.request(subject, b"m%d" % i, timeout=5)
-        finally:
-            await nc.close()
-    asyncio.run(go())
 
 
 def task(state, stream, journals, name="rp"):

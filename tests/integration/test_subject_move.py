@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 
-import nats
 import pytest
 
 from lab.ansible_run import run_tasks
-from tests.support.jsapi import api
-
-
-def publish(url, subject, count):
-    async def go():
-        nc = await nats.connect(url.split(","))
-        try:
-            for i in range(count):
-                await nc.request(subject, b"m%d" % i, timeout=5)
-        finally:
-            await nc.close()
-    asyncio.run(go())
+from tests.support.jsapi import api, publish_acked as publish
 
 
 @pytest.fixture

@@ -13,29 +13,15 @@ import uuid
 
 import pytest
 
-from lab.ansible_run import REPO, run_playbook_file
+from lab.ansible_run import REPO
 from tests.support.jsapi import api
+from tests.support.rollback_play import ok, play
 
 sys.path.insert(0, str(REPO))
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 LEGACY, VENDOR = "ATHLETE_ALLY_EVENTS", "AA_VENDOR_HOT"
-QUICK = ["-e", "migration_soak_seconds=0", "-e", "migration_prometheus_url="]  # this module is about the rollback
-
-
-def play(name, *args):
-    t0 = time.monotonic()
-    res = run_playbook_file(REPO / "playbooks" / name, list(QUICK) + list(args), timeout=600)
-    res.seconds = round(time.monotonic() - t0, 1)
-    print("%-45s %5.1f s rc %s" % (" ".join([name] + list(args)), res.seconds, res.rc))
-    return res
-
-
-def ok(res):
-    failed = [(t["_name"], t.get("msg")) for t in res.tasks if t.get("failed") and not t.get("ignored")]
-    assert res.rc == 0, "%s\n%s" % (failed, res.stdout[-3000:] + res.stderr[-2000:])
-    return res
 
 
 def stream(lab, name):

@@ -5,21 +5,13 @@ one that grows, whichever exporter's names the lab speaks. Only the exporter's s
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.parse
-import urllib.request
 
 from tests.support.polling import wait_for
+from tests.support.prometheus_api import prom
 
 STREAM, SUBJECT = "MON_FROZEN", "monfrozen.events"
 CONSUMER = "normalize-oura"  # a name the lab's rules watch (a migration consumer), on a scratch stream
-
-
-def prom(lab, path, **params):
-    url = lab.env["PROMETHEUS_URL"] + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())["data"]
 
 
 def publish(lab, count):

@@ -19,8 +19,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 import uuid
 
 import pytest
@@ -28,6 +26,7 @@ import yaml
 
 from lab.ansible_run import BIN, REPO, playbook_env
 from tests.support.polling import wait_for
+from tests.support.prometheus_api import prom
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 CONVENTION = "prometheus-nats-exporter"
@@ -64,14 +63,6 @@ def soak_play(slots, directory):
             "servers": "{{ nats_servers }}", "user": "{{ nats_user }}", "password": "{{ nats_password }}"}},
         "vars": {"migration_phase": PHASE, "migration_group": "{{ migration.groups[%d] }}" % (PHASE - 1)},
         "tasks": tasks}]
-
-
-def prom(lab, path, **params):
-    url = lab.env["PROMETHEUS_URL"] + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        reply = json.loads(resp.read())
-    assert reply["status"] == "success", reply
-    return reply["data"]
 
 
 def active(lab):

@@ -5,17 +5,15 @@ cut-over the legacy stream's superseded consumer never fires NatsConsumerLag; no
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import urllib.parse
-import urllib.request
 import uuid
 
 import pytest
 
 from lab.ansible_run import REPO, run_playbook_file
 from tests.support.polling import wait_for
+from tests.support.prometheus_api import prom
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 CONVENTION = "prometheus-nats-exporter"
@@ -33,14 +31,6 @@ def nats_exporter_lab(request):
             os.environ.pop("AA_LAB_EXPORTER", None)
         else:
             os.environ["AA_LAB_EXPORTER"] = before
-
-
-def prom(lab, path, **params):
-    url = lab.env["PROMETHEUS_URL"] + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        reply = json.loads(resp.read())
-    assert reply["status"] == "success", reply
-    return reply["data"]
 
 
 def series(lab, selector):

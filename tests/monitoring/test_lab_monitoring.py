@@ -11,8 +11,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 import uuid
 
 import pytest
@@ -21,6 +19,7 @@ from tests.lab.conftest import REPO
 from tests.monitoring.webhook import Receiver
 from lab.ansible_run import BIN, playbook_env, run_playbook_file
 from tests.support.polling import wait_for
+from tests.support.prometheus_api import prom
 
 sys.path.insert(0, str(REPO / "monitoring" / "grafana"))
 
@@ -28,14 +27,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SECRET = "s3cr3t-token"
 RUNBOOK_ALERTS = {"NormalizeHighErrorRate", "NormalizeDbDisconnect", "NatsConsumerLag", "NatsStreamDown",
                   "NormalizeLowMessageRate"}
-
-
-def prom(lab, path, **params):
-    url = lab.env["PROMETHEUS_URL"] + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        reply = json.loads(resp.read())
-    assert reply["status"] == "success", reply
-    return reply["data"]
 
 
 def firing(lab):

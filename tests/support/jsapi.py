@@ -21,3 +21,19 @@ def api(servers, subject, body=None, **connect):
         finally:
             await nc.close()
     return asyncio.run(go())
+
+
+def publish_acked(servers, subject, count):
+    """``count`` messages ``m0``, ``m1``, ... to ``subject``, each waiting for its stream's ack (a request)."""
+    import nats
+
+    urls = servers.split(",") if isinstance(servers, str) else list(servers)
+
+    async def go():
+        nc = await nats.connect(urls)
+        try:
+            for i in range(count):
+                await nc.request(subject, b"m%d" % i, timeout=5)
+        finally:
+            await nc.close()
+    asyncio.run(go())
